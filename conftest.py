@@ -1,0 +1,201 @@
+"""Shared fixtures: staff per role, a real Celery worker, a real browser.
+
+The suite runs on the PostgreSQL and Redis the settings give (embedded ones when
+DATABASE_URL/REDIS_URL are unset, see scrm/embedded.py).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
+# around it are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ROOT = Path(__file__).resolve().parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for a Django settings dict (used to point subprocesses at the test database)."""
+    user = quote(settings_dict.get("USER") or "")
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or ""
+    port = settings_dict.get("PORT") or ""
+    name = settings_dict["NAME"]
+    if host.startswith("/"):
+        return f"postgres://{auth}/{name}?host={host}"
+    return f"postgres://{auth}{host}{':' + str(port) if port else ''}/{name}"
+
+
+def subprocess_env(**extra) -> dict:
+    """Environment for a child process that talks to this test session's database and Redis."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = os.environ.copy()
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.update(
+        DATABASE_URL=database_url(connection.settings_dict),
+        REDIS_URL=settings.REDIS_URL,
+        DJANGO_SETTINGS_MODULE="scrm.settings",
+        SCRM_ENV="test",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+# --- staff -------------------------------------------------------------------------------
+
+@pytest.fixture
+def make_staff(db):
+    from core.models import Branch
+    from core.services import staff_upsert
+
+    def make(username, role, branch_code=None, **kwargs):
+        branch = None
+        if branch_code:
+            branch, _ = Branch.objects.get_or_create(code=branch_code, defaults={"name": f"{branch_code} 营业部"})
+        return staff_upsert(username=username, password="correct-horse-42", role=role, branch=branch,
+                            display_name=kwargs.pop("display_name", username), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def advisor(make_staff):
+    return make_staff("advisor_a", "advisor", "BJ01", employee_code="E9001")
+
+
+@pytest.fixture
+def other_branch_advisor(make_staff):
+    return make_staff("advisor_other", "advisor", "SH01", employee_code="E9002")
+
+
+@pytest.fixture
+def same_branch_advisor(make_staff):
+    return make_staff("advisor_b", "advisor", "BJ01", employee_code="E9003")
+
+
+@pytest.fixture
+def branch_manager(make_staff):
+    return make_staff("manager_a", "branch_manager", "BJ01", employee_code="M9001")
+
+
+@pytest.fixture
+def other_branch_manager(make_staff):
+    return make_staff("manager_other", "branch_manager", "SH01", employee_code="M9002")
+
+
+@pytest.fixture
+def hq_manager(make_staff):
+    return make_staff("hq_a", "hq_manager", employee_code="H9001")
+
+
+@pytest.fixture
+def operator(make_staff):
+    return make_staff("operator_a", "operator", employee_code="O9001")
+
+
+@pytest.fixture
+def compliance(make_staff):
+    return make_staff("compliance_a", "compliance", employee_code="C9001")
+
+
+@pytest.fixture
+def admin_user(make_staff):
+    return make_staff("admin_a", "admin", employee_code="A9001")
+
+
+# --- a real Celery worker ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real worker process over the real broker, on the test database (use with transactional_db)."""
+    from scrm.celery import app
+
+    with django_db_blocker.unblock():
+        env = subprocess_env()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "celery-worker.log", "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "scrm", "worker", "-l", "INFO", "-c", "2",
+         "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5, destination=[f"test-{os.getpid()}@{os.uname().nodename}"]):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the test Celery worker did not start; see {log.name}")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+# --- a real browser ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("chromium is missing: run `make test` (it installs Debian's chromium) or apt-get install chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" and report.failed and "page" in item.funcargs:
+        ARTIFACTS.mkdir(exist_ok=True)
+        try:
+            item.funcargs["page"].screenshot(path=str(ARTIFACTS / f"FAILED-{item.name}.png"), full_page=True)
+        except Exception:  # noqa: BLE001 - the failure itself is what matters
+            pass
+    return report
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def login(page):
+    """Log a staff member in through the real login form."""
+
+    def do_login(user, password="correct-horse-42"):
+        page.goto("/accounts/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", password)
+        page.click("button[type=submit]")
+        page.wait_for_selector("[data-testid=nav]")
+        return page
+
+    return do_login

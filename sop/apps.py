@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SopConfig(AppConfig):
+    name = "sop"
+    verbose_name = "SOP 旅程"
