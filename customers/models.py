@@ -1,0 +1,295 @@
+from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
+from django.db import models
+from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
+
+from core.scoping import scope_for
+
+
+class ScopedQuerySet(models.QuerySet):
+    """``visible_to(principal)`` restricts to the customers the principal may see (core.scoping)."""
+
+    customer_path = "customer__"
+
+    def visible_to(self, principal):
+        return self.filter(scope_for(principal).customer_q(self.customer_path))
+
+
+class CustomerQuerySet(ScopedQuerySet):
+    customer_path = ""
+
+
+class Gender(models.TextChoices):
+    MALE = "M", _("男")
+    FEMALE = "F", _("女")
+    UNKNOWN = "U", _("未知")
+
+
+class FunnelStage(models.TextChoices):
+    ID_UPLOADED = "id_uploaded", _("上传身份证")
+    PASSWORD_SET = "password_set", _("设置密码")
+    VIDEO_VERIFIED = "video_verified", _("视频见证")
+    OPENED = "opened", _("开户完成")
+    FUNDED = "funded", _("已入金")
+
+
+FUNNEL_ORDER = [s.value for s in FunnelStage]
+
+
+class RiskLevel(models.TextChoices):
+    C1 = "C1", _("C1 保守型")
+    C2 = "C2", _("C2 稳健型")
+    C3 = "C3", _("C3 平衡型")
+    C4 = "C4", _("C4 积极型")
+    C5 = "C5", _("C5 激进型")
+
+
+class ProductRisk(models.TextChoices):
+    R1 = "R1", _("R1 低风险")
+    R2 = "R2", _("R2 中低风险")
+    R3 = "R3", _("R3 中风险")
+    R4 = "R4", _("R4 中高风险")
+    R5 = "R5", _("R5 高风险")
+
+
+class LifecycleStage(models.TextChoices):
+    ACQUIRE = "acquire", _("获客")
+    ACTIVATE = "activate", _("激活")
+    RETAIN = "retain", _("留存")
+    REVENUE = "revenue", _("变现")
+    REFER = "refer", _("推荐")
+
+
+class Customer(models.Model):
+    """A brokerage client. Mobile and ID number are stored encrypted, with a keyed hash for exact
+    search and a masked copy for display, so lists never touch plaintext."""
+
+    external_id = models.CharField(_("客户号"), max_length=64, unique=True)
+    name = models.CharField(_("姓名"), max_length=50)
+    gender = models.CharField(_("性别"), max_length=1, choices=Gender.choices, default=Gender.UNKNOWN)
+    birth_date = models.DateField(_("出生日期"), null=True, blank=True)
+    region = models.CharField(_("地区"), max_length=50, blank=True)
+    occupation = models.CharField(_("职业"), max_length=50, blank=True)
+    branch = models.ForeignKey("core.Branch", verbose_name=_("营业部"), on_delete=models.PROTECT,
+                               related_name="customers")
+    advisor = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("投顾"), on_delete=models.SET_NULL,
+                                null=True, blank=True, related_name="customers")
+    opened_at = models.DateField(_("开户日期"), null=True, blank=True)
+    channel = models.CharField(_("开户渠道"), max_length=50, blank=True)
+    utm_source = models.CharField(max_length=100, blank=True)
+    utm_medium = models.CharField(max_length=100, blank=True)
+    utm_campaign = models.CharField(max_length=100, blank=True)
+    funnel_stage = models.CharField(_("开户进度"), max_length=20, choices=FunnelStage.choices,
+                                    default=FunnelStage.ID_UPLOADED)
+    risk_level = models.CharField(_("风险等级"), max_length=2, choices=RiskLevel.choices, blank=True)
+    risk_assessed_at = models.DateField(_("风测日期"), null=True, blank=True)
+    total_assets = models.DecimalField(_("总资产"), max_digits=18, decimal_places=2, default=0)
+    lifecycle_stage = models.CharField(_("生命周期"), max_length=10, choices=LifecycleStage.choices,
+                                       default=LifecycleStage.ACQUIRE)
+    wecom_external_userid = models.CharField(_("企业微信外部联系人"), max_length=64, unique=True, null=True,
+                                             blank=True)
+    mobile_encrypted = models.TextField(blank=True, default="")
+    mobile_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    mobile_masked = models.CharField(_("手机号"), max_length=16, blank=True, default="")
+    id_number_encrypted = models.TextField(blank=True, default="")
+    id_number_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    id_number_masked = models.CharField(_("身份证号"), max_length=24, blank=True, default="")
+    last_contact_at = models.DateTimeField(_("最近联系"), null=True, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), db_default=Now())
+    updated_at = models.DateTimeField(_("更新时间"), db_default=Now())
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("客户")
+        verbose_name_plural = _("客户")
+        indexes = [
+            # keyset pages of "my clients" in each scope, newest assets first or by last contact
+            models.Index(fields=["advisor", "-total_assets", "id"], name="cust_advisor_assets"),
+            models.Index(fields=["branch", "-total_assets", "id"], name="cust_branch_assets"),
+            models.Index(fields=["-total_assets", "id"], name="cust_assets"),
+            models.Index(fields=["advisor", "last_contact_at", "id"], name="cust_advisor_contact"),
+            models.Index(fields=["branch", "last_contact_at", "id"], name="cust_branch_contact"),
+            models.Index(fields=["last_contact_at", "id"], name="cust_contact"),
+            models.Index(fields=["name"], name="cust_name"),
+            models.Index(fields=["updated_at", "id"], name="cust_updated"),
+        ]
+        constraints = [
+            models.CheckConstraint(name="customer_risk_level_valid",
+                                   condition=models.Q(risk_level__in=["", "C1", "C2", "C3", "C4", "C5"])),
+            models.CheckConstraint(name="customer_gender_valid", condition=models.Q(gender__in=["M", "F", "U"])),
+            models.CheckConstraint(name="customer_funnel_stage_valid", condition=models.Q(funnel_stage__in=FUNNEL_ORDER)),
+            models.CheckConstraint(name="customer_lifecycle_valid",
+                                   condition=models.Q(lifecycle_stage__in=[s.value for s in LifecycleStage])),
+            models.CheckConstraint(name="customer_assets_not_negative", condition=models.Q(total_assets__gte=0)),
+        ]
+
+    def __str__(self):
+        return f"{self.name}（{self.external_id}）"
+
+
+class Product(models.Model):
+    code = models.CharField(_("产品代码"), max_length=32, unique=True)
+    name = models.CharField(_("产品名称"), max_length=100)
+    type = models.CharField(_("类型"), max_length=30)
+    risk_level = models.CharField(_("风险等级"), max_length=2, choices=ProductRisk.choices)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("产品")
+        verbose_name_plural = _("产品")
+        constraints = [
+            models.CheckConstraint(name="product_risk_level_valid",
+                                   condition=models.Q(risk_level__in=["R1", "R2", "R3", "R4", "R5"])),
+        ]
+
+    def __str__(self):
+        return f"{self.name}（{self.code}）"
+
+
+class Trade(models.Model):
+    class Side(models.TextChoices):
+        BUY = "buy", _("买入")
+        SELL = "sell", _("卖出")
+
+    external_id = models.CharField(max_length=64, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="trades")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="trades")
+    traded_at = models.DateTimeField(_("成交时间"))
+    side = models.CharField(_("方向"), max_length=4, choices=Side.choices)
+    amount = models.DecimalField(_("金额"), max_digits=18, decimal_places=2)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("交易")
+        verbose_name_plural = _("交易")
+        indexes = [
+            models.Index(fields=["customer", "traded_at"], name="trade_customer_time"),
+            models.Index(fields=["traded_at"], name="trade_time"),
+        ]
+        constraints = [
+            models.CheckConstraint(name="trade_side_valid", condition=models.Q(side__in=["buy", "sell"])),
+            models.CheckConstraint(name="trade_amount_positive", condition=models.Q(amount__gt=0)),
+        ]
+
+
+class BehaviourEvent(models.Model):
+    """App/web behaviour. Built for hundreds of millions of rows: (customer, time) B-tree for the
+    360° timeline and per-customer windows, BRIN on time for range scans; see README for partitioning."""
+
+    event_id = models.CharField(max_length=64, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events", db_index=False)
+    type = models.CharField(_("类型"), max_length=40)
+    occurred_at = models.DateTimeField(_("发生时间"))
+    properties = models.JSONField(_("属性"), default=dict, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("行为事件")
+        verbose_name_plural = _("行为事件")
+        indexes = [
+            models.Index(fields=["customer", "type", "occurred_at"], name="event_customer_type_time"),
+            models.Index(fields=["customer", "occurred_at"], name="event_customer_time"),
+            BrinIndex(fields=["occurred_at"], name="event_time_brin", autosummarize=True),
+        ]
+
+
+class Touch(models.Model):
+    """Every contact with a client, in either direction, by any channel."""
+
+    class Channel(models.TextChoices):
+        WECOM = "wecom", _("企业微信")
+        WECOM_GROUP = "wecom_group", _("企业微信群")
+        PHONE = "phone", _("电话")
+        SMS = "sms", _("短信")
+        APP_PUSH = "app_push", _("App 推送")
+        VISIT = "visit", _("面谈")
+        EMAIL = "email", _("邮件")
+
+    class Direction(models.TextChoices):
+        OUT = "out", _("发出")
+        IN = "in", _("收到")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("待发送")
+        SENT = "sent", _("已发送")
+        DELIVERED = "delivered", _("已送达")
+        REPLIED = "replied", _("已回复")
+        BLOCKED = "blocked", _("已拦截")
+        FAILED = "failed", _("失败")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="touches")
+    channel = models.CharField(_("渠道"), max_length=20, choices=Channel.choices)
+    direction = models.CharField(_("方向"), max_length=3, choices=Direction.choices, default=Direction.OUT)
+    content = models.TextField(_("内容"), blank=True)
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.SENT)
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("执行人"), null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="touches")
+    source = models.CharField(_("来源"), max_length=50, blank=True, default="manual")
+    occurred_at = models.DateTimeField(_("时间"), db_default=Now())
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("触达")
+        verbose_name_plural = _("触达")
+        indexes = [models.Index(fields=["customer", "-occurred_at"], name="touch_customer_time")]
+
+
+class Note(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="notes")
+    body = models.TextField(_("跟进记录"))
+    created_at = models.DateTimeField(_("时间"), db_default=Now())
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("跟进记录")
+        verbose_name_plural = _("跟进记录")
+        indexes = [models.Index(fields=["customer", "-created_at"], name="note_customer_time")]
+        constraints = [models.CheckConstraint(name="note_body_not_blank", condition=~models.Q(body=""))]
+
+
+class Task(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", _("待办")
+        DONE = "done", _("已完成")
+        CANCELLED = "cancelled", _("已取消")
+
+    class Outcome(models.TextChoices):
+        REACHED = "reached", _("已联系上")
+        NOT_REACHED = "not_reached", _("未联系上")
+        INTERESTED = "interested", _("有意向")
+        NOT_INTERESTED = "not_interested", _("无意向")
+        CONVERTED = "converted", _("已成交")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tasks")
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("负责人"), on_delete=models.PROTECT,
+                                 related_name="tasks")
+    title = models.CharField(_("任务"), max_length=200)
+    due_at = models.DateTimeField(_("截止时间"))
+    source = models.CharField(_("来源"), max_length=50, default="manual")
+    source_label = models.CharField(_("来源说明"), max_length=200, blank=True)
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.OPEN)
+    outcome = models.CharField(_("结果"), max_length=20, choices=Outcome.choices, blank=True)
+    outcome_note = models.TextField(_("结果说明"), blank=True)
+    completed_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), db_default=Now())
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("任务")
+        verbose_name_plural = _("任务")
+        indexes = [
+            models.Index(fields=["assignee", "status", "due_at"], name="task_inbox"),
+            models.Index(fields=["customer", "status"], name="task_customer"),
+        ]
+        constraints = [
+            models.CheckConstraint(name="task_done_has_outcome",
+                                   condition=~models.Q(status="done") | ~models.Q(outcome="")),
+        ]
