@@ -199,3 +199,20 @@ def login(page):
         return page
 
     return do_login
+
+
+@pytest.fixture(autouse=True)
+def _default_taxonomy(request):
+    """Transactional tests flush the tables, data migrations included; put the defaults back."""
+    if not any(name in request.fixturenames for name in ("db", "transactional_db", "live_server")):
+        return
+    request.getfixturevalue("transactional_db" if "live_server" in request.fixturenames else "db")
+    import importlib
+
+    from django.apps import apps
+
+    from tagging.defaults import defaults_load
+
+    if not apps.get_model("tagging", "Tag").objects.exists():
+        defaults_load(apps.get_model)
+        importlib.import_module("tagging.migrations.0003_default_conversation_rules").load(apps, None)

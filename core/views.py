@@ -1,4 +1,3 @@
-from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -10,11 +9,6 @@ from core.health import health_report
 def healthz(request):
     healthy, parts = health_report()
     return JsonResponse({"status": "ok" if healthy else "degraded", **parts}, status=200 if healthy else 503)
-
-
-@login_required
-def home(request):
-    return render(request, "core/home.html", {})
 
 
 def error_403(request, exception=None):

@@ -129,6 +129,12 @@ class Customer(models.Model):
         return f"{self.name}（{self.external_id}）"
 
 
+PRODUCT_TYPE_LABELS = {
+    "stock": _("股票"), "fund": _("基金"), "bond": _("债券"), "wealth": _("理财"), "margin": _("两融"),
+    "option": _("期权"), "star": _("科创板"),
+}
+
+
 class Product(models.Model):
     code = models.CharField(_("产品代码"), max_length=32, unique=True)
     name = models.CharField(_("产品名称"), max_length=100)
@@ -293,3 +299,87 @@ class Task(models.Model):
             models.CheckConstraint(name="task_done_has_outcome",
                                    condition=~models.Q(status="done") | ~models.Q(outcome="")),
         ]
+
+    @property
+    def is_overdue(self) -> bool:
+        from django.utils import timezone
+
+        return self.status == self.Status.OPEN and self.due_at < timezone.now()
+
+
+# =============================================================================================
+# Customer import jobs (customers/imports.py). Added after the models above; nothing above
+# depends on them.
+# =============================================================================================
+
+class ImportJob(models.Model):
+    """One run of a customer file import (CSV/XLSX), dry or real; the page polls its counters."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("排队中")
+        RUNNING = "running", _("进行中")
+        DONE = "done", _("已完成")
+        FAILED = "failed", _("失败")
+
+    file = models.FileField(_("文件"), upload_to="imports/%Y/%m/", max_length=255)
+    original_name = models.CharField(_("文件名"), max_length=255)
+    dry_run = models.BooleanField(_("仅校验"), default=True)
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    source_job = models.OneToOneField("self", verbose_name=_("来源校验任务"), null=True, blank=True,
+                                      on_delete=models.SET_NULL, related_name="confirmed_by")
+    total_rows = models.PositiveIntegerField(_("总行数"), default=0)
+    processed_rows = models.PositiveIntegerField(_("已处理行数"), default=0)
+    created_count = models.PositiveIntegerField(_("新建"), default=0)
+    updated_count = models.PositiveIntegerField(_("更新"), default=0)
+    unchanged_count = models.PositiveIntegerField(_("未变化"), default=0)
+    error_count = models.PositiveIntegerField(_("错误行数"), default=0)
+    error_report = models.FileField(_("错误报告"), upload_to="imports/reports/", max_length=255, blank=True)
+    message = models.CharField(_("说明"), max_length=500, blank=True)
+    runner = models.CharField(max_length=32, blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("发起人"), null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="import_jobs")
+    created_at = models.DateTimeField(_("创建时间"), db_default=Now())
+    started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("客户导入")
+        verbose_name_plural = _("客户导入")
+        indexes = [models.Index(fields=["created_by", "-created_at"], name="importjob_user_time")]
+        constraints = [
+            models.CheckConstraint(name="importjob_status_valid",
+                                   condition=models.Q(status__in=["pending", "running", "done", "failed"])),
+        ]
+
+    def __str__(self):
+        return f"{self.original_name}（{self.get_status_display()}）"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(99, self.processed_rows * 100 // self.total_rows)
+
+
+class ImportJobError(models.Model):
+    """One rejected value of an import; personal data is stored masked only."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="errors")
+    row_number = models.PositiveIntegerField(_("行号"))
+    external_id = models.CharField(_("客户号"), max_length=64, blank=True)
+    column = models.CharField(_("列"), max_length=100, blank=True)
+    value = models.CharField(_("值"), max_length=200, blank=True)
+    reason = models.CharField(_("原因"), max_length=300)
+
+    class Meta:
+        verbose_name = _("导入错误")
+        verbose_name_plural = _("导入错误")
+        indexes = [models.Index(fields=["job", "row_number", "id"], name="importerror_job_row")]

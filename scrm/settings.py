@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -128,7 +129,13 @@ CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # every customer's RFM tier, before the working day (CELERY_TIMEZONE is Asia/Shanghai)
+    "tagging.tier_run.nightly": {"task": "tagging.tier_run", "schedule": crontab(hour=2, minute=30)},
+    "tagging.tag_rules_apply_all.hourly": {"task": "tagging.tag_rules_apply_all", "schedule": crontab(minute=15)},
+    "tagging.tags_expire.hourly": {"task": "tagging.tags_expire", "schedule": crontab(minute=5)},
+    "customers.import_files_purge.daily": {"task": "customers.import_files_purge", "schedule": crontab(hour=3, minute=0)},
+}
 
 # --- auth --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"

@@ -2,13 +2,18 @@ from django.contrib import admin
 from django.urls import include, path
 
 from core import views as core_views
+from customers import views as customer_views
 
 handler403 = "core.views.error_403"
 handler404 = "core.views.error_404"
 handler500 = "core.views.error_500"
 
 urlpatterns = [
-    path("", core_views.home, name="home"),
+    path("", customer_views.workbench, name="home"),
+    path("customers/", include("customers.urls")),
+    path("customers/", include("customers.urls_import")),
+    path("tags/", include("tagging.urls")),
+    path("compliance/", include("core.urls_compliance")),
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/", include("core.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -8,12 +8,12 @@ pytestmark = pytest.mark.browser
 
 # what each role's sidebar must show (keys of core.navigation.NAV_ITEMS whose pages exist)
 EXPECTED_NAV = {
-    "advisor": {"home"},
-    "branch_manager": {"home"},
-    "hq_manager": {"home"},
-    "operator": {"home"},
-    "compliance": {"home"},
-    "admin": {"home", "settings"},
+    "advisor": {"home", "customers", "tasks"},
+    "branch_manager": {"home", "customers", "tasks", "tiers"},
+    "hq_manager": {"home", "customers", "tiers"},
+    "operator": {"home", "customers", "tags", "tiers"},
+    "compliance": {"home", "customers", "compliance"},
+    "admin": {"home", "customers", "tasks", "tags", "tiers", "compliance", "settings"},
 }
 
 

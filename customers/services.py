@@ -1,0 +1,86 @@
+"""Every write to customers and what belongs to them; audit rows go in the same transaction."""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.crypto import decrypt
+from core.errors import ApplicationError
+from core.scoping import scope_for
+from core.services import audit_record
+from customers.error_codes import CustomerError
+from customers.models import Customer, Note, Task
+
+REVEALABLE = {"mobile": "mobile_encrypted", "id_number": "id_number_encrypted"}
+
+
+def customer_touch_contact(*, customer_ids: list[int], at: datetime) -> None:
+    """Move ``last_contact_at`` forward (never backwards) for the given customers."""
+    Customer.objects.filter(pk__in=customer_ids).filter(
+        Q(last_contact_at__isnull=True) | Q(last_contact_at__lt=at)
+    ).update(last_contact_at=at)
+
+
+@transaction.atomic
+def customer_reveal(*, user, customer: Customer, field: str, reason: str, ip_address: str | None = None) -> str:
+    """Plaintext of one personal field for a permitted user, with an audit row saying who, why, from where."""
+    if field not in REVEALABLE or not scope_for(user).personal_data:
+        raise ApplicationError(CustomerError.REVEAL_NOT_ALLOWED, "您的角色不能查看客户的个人信息", status_code=403)
+    reason = (reason or "").strip()
+    if len(reason) < 2:
+        raise ApplicationError(CustomerError.REVEAL_REASON_REQUIRED, "请填写查看原因", [{"field": "reason"}])
+    audit_record(actor=user, action="customer.reveal", target_type="customer", target_id=customer.external_id,
+                 reason=reason, ip_address=ip_address, details={"field": field})
+    return decrypt(getattr(customer, REVEALABLE[field]))
+
+
+@transaction.atomic
+def note_create(*, author, customer: Customer, body: str) -> Note:
+    body = (body or "").strip()
+    if not body:
+        raise ApplicationError(CustomerError.NOTE_EMPTY, "跟进记录不能为空", [{"field": "body"}])
+    note = Note.objects.create(customer=customer, author=author, body=body)
+    note.refresh_from_db(fields=["created_at"])
+    customer_touch_contact(customer_ids=[customer.pk], at=note.created_at)
+    for hook in NOTE_CREATED_HOOKS:
+        transaction.on_commit(lambda hook=hook: hook(note))
+    return note
+
+
+# Conversation tagging scans new notes; it registers itself here (tagging issue).
+NOTE_CREATED_HOOKS: list = []
+
+
+@transaction.atomic
+def task_create(*, customer: Customer, assignee, title: str, due_at: datetime, source: str = "manual",
+                source_label: str = "") -> Task:
+    if not Customer.objects.visible_to(assignee).filter(pk=customer.pk).exists():
+        raise ApplicationError(CustomerError.TASK_ASSIGNEE_OUT_OF_SCOPE, "负责人不能看到该客户",
+                               [{"field": "assignee"}])
+    return Task.objects.create(customer=customer, assignee=assignee, title=title, due_at=due_at, source=source,
+                               source_label=source_label)
+
+
+@transaction.atomic
+def task_complete(*, user, task: Task, outcome: str, note: str = "") -> Task:
+    """Close an open task with an outcome; the outcome counts as a contact with the client."""
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    if task.status != Task.Status.OPEN:
+        raise ApplicationError(CustomerError.TASK_NOT_OPEN, "该任务已关闭")
+    if outcome not in Task.Outcome.values:
+        raise ApplicationError(CustomerError.TASK_OUTCOME_REQUIRED, "请选择任务结果", [{"field": "outcome"}])
+    now = timezone.now()
+    task.status, task.outcome, task.outcome_note, task.completed_at = Task.Status.DONE, outcome, note.strip(), now
+    task.save(update_fields=["status", "outcome", "outcome_note", "completed_at"])
+    if outcome != Task.Outcome.NOT_REACHED:
+        customer_touch_contact(customer_ids=[task.customer_id], at=now)
+    for hook in TASK_COMPLETED_HOOKS:
+        transaction.on_commit(lambda hook=hook: hook(task))
+    return task
+
+
+# Webhooks (task.completed) register here (integration issue).
+TASK_COMPLETED_HOOKS: list = []
+

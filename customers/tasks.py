@@ -1,0 +1,22 @@
+"""Celery tasks of the customers app: load by id, call a service, nothing else."""
+
+from celery import shared_task
+
+from customers.imports import import_files_purge, import_job_run
+
+IMPORT_SOFT_TIME_LIMIT = 6 * 60 * 60  # a million-row file takes minutes; leave room for slow disks
+
+
+@shared_task(
+    name="customers.import_run", bind=True, acks_late=True,
+    soft_time_limit=IMPORT_SOFT_TIME_LIMIT, time_limit=IMPORT_SOFT_TIME_LIMIT + 120,
+)
+def import_run(self, job_id: int) -> None:
+    """Run one import job; a redelivered message finds the job done or running and returns."""
+    import_job_run(job_id=job_id)
+
+
+@shared_task(name="customers.import_files_purge", bind=True, acks_late=True)
+def import_files_purge_run(self) -> int:
+    """Daily: remove uploads of dry runs that were never confirmed."""
+    return import_files_purge()

@@ -1,0 +1,153 @@
+"""Advisor workbench pages: 我的客户, 客户 360°, tasks and notes. Reads via selectors, writes via services."""
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from core.errors import ApplicationError
+from core.scoping import scope_for
+from customers import selectors, services
+from customers.forms import CustomerFilterForm, NoteForm, RevealForm, TaskCompleteForm
+from customers.imports import import_allowed
+from customers.models import Task
+from tagging.selectors import customer_tier_history
+from tagging.tiers import customer_tier
+from tagging.views import tag_section_context
+
+PAGE_SIZE = 50
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+@login_required
+def workbench(request):
+    """工作台: today's tasks (overdue first) and the user's own numbers this week."""
+    context = {"inbox": selectors.task_inbox(user=request.user), "outcomes": Task.Outcome.choices}
+    if request.user.role == "advisor":
+        context["week"] = selectors.advisor_week_numbers(user=request.user)
+    return render(request, "customers/workbench.html", context)
+
+
+def _non_empty(querydict):
+    """Drop empty parameters (an untouched <select> sends ``name=``) before binding a filter form."""
+    data = querydict.copy()
+    for key in list(data):
+        values = [v for v in data.getlist(key) if v != ""]
+        if values:
+            data.setlist(key, values)
+        else:
+            del data[key]
+    return data
+
+
+@login_required
+def customer_list(request):
+    params = _non_empty(request.GET)
+    params.pop("after", None)
+    form = CustomerFilterForm(params or None, user=request.user)
+    page = None
+    if form.is_bound and not form.is_valid():
+        page = selectors.CustomerPage(customers=[], total=0, next_cursor=None, sort="assets")
+    else:
+        if not form.is_bound:
+            form = CustomerFilterForm({}, user=request.user)
+            form.is_valid()
+        page = selectors.customer_list(user=request.user, filters=form.filters(), sort=form.sort_key(),
+                                       after=request.GET.get("after"), limit=PAGE_SIZE,
+                                       with_total=not request.GET.get("after"))
+    query = request.GET.copy()
+    query.pop("after", None)
+    context = {"form": form, "page": page, "query": query.urlencode(),
+               "today_cutoff": selectors.risk_expiry_cutoff(), "can_import": import_allowed(request.user)}
+    if request.htmx and request.GET.get("after"):
+        return render(request, "customers/partials/customer_rows.html", context)
+    if request.htmx and request.htmx.target == "customer-results":
+        return render(request, "customers/partials/customer_results.html", context)
+    return render(request, "customers/list.html", context)
+
+
+@login_required
+def customer_detail(request, external_id):
+    customer = selectors.customer_get_for_user(user=request.user, external_id=external_id)
+    trades = selectors.trade_summary(customer=customer)
+    context = {
+        "customer": customer,
+        "trades": trades,
+        "trade_months_json": json.dumps([{"month": f"{m['month']:%Y-%m}", "amount": float(m["amount"])}
+                                         for m in trades["by_month"]]),
+        "risk_expired": selectors.risk_assessment_expired(customer),
+        "can_reveal": scope_for(request.user).personal_data,
+        "timeline": selectors.customer_timeline(customer=customer),
+        "touches": selectors.customer_touches(customer=customer),
+        "notes": selectors.customer_notes(customer=customer),
+        "tasks": selectors.customer_tasks(customer=customer),
+        "note_form": NoteForm(),
+        "outcomes": Task.Outcome.choices,
+    }
+    context.update(tag_section_context(request=request, customer=customer))
+    context["tier"] = customer_tier(customer=customer)
+    context["tier_history"] = customer_tier_history(customer=customer)
+    return render(request, "customers/detail.html", context)
+
+
+@login_required
+@require_POST
+def customer_reveal(request, external_id):
+    customer = selectors.customer_get_for_user(user=request.user, external_id=external_id)
+    form = RevealForm(request.POST)
+    if not form.is_valid():
+        return render(request, "customers/partials/reveal_form.html",
+                      {"customer": customer, "field": request.POST.get("field", "mobile"), "form": form}, status=400)
+    try:
+        value = services.customer_reveal(user=request.user, customer=customer, field=form.cleaned_data["field"],
+                                         reason=form.cleaned_data["reason"], ip_address=_client_ip(request))
+    except ApplicationError as err:
+        return HttpResponse(err.message, status=err.status_code)
+    return render(request, "customers/partials/revealed.html", {"value": value})
+
+
+@login_required
+@require_POST
+def note_add(request, external_id):
+    customer = selectors.customer_get_for_user(user=request.user, external_id=external_id)
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        services.note_create(author=request.user, customer=customer, body=form.cleaned_data["body"])
+        form = NoteForm()
+    status = 200 if not form.errors else 400
+    response = render(request, "customers/partials/notes.html",
+                      {"customer": customer, "notes": selectors.customer_notes(customer=customer), "note_form": form},
+                      status=status)
+    if status == 200:
+        response["HX-Trigger"] = "customer-tags-changed"  # conversation tags may have new suggestions
+    return response
+
+
+@login_required
+def task_inbox(request):
+    return render(request, "customers/tasks.html",
+                  {"inbox": selectors.task_inbox(user=request.user), "outcomes": Task.Outcome.choices})
+
+
+@login_required
+@require_POST
+def task_complete(request, task_id):
+    task = selectors.task_get_for_user(user=request.user, task_id=task_id)
+    form = TaskCompleteForm(request.POST)
+    error = None
+    if form.is_valid():
+        try:
+            task = services.task_complete(user=request.user, task=task, outcome=form.cleaned_data["outcome"],
+                                          note=form.cleaned_data["note"])
+        except ApplicationError as err:
+            error = err.message
+    else:
+        error = _("请选择任务结果")
+    return render(request, "customers/partials/task_row.html",
+                  {"task": task, "error": error, "outcomes": Task.Outcome.choices}, status=400 if error else 200)

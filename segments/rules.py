@@ -1,0 +1,349 @@
+"""The rule language shared by segments and rule tags, and its single compiler to SQL.
+
+A rule is a JSON tree::
+
+    {"op": "and" | "or", "not": false, "rules": [node, ...]}          a group
+    {"type": "attribute", "field": "risk_level", "op": "in", "value": ["C4", "C5"]}
+    {"type": "tag", "op": "has" | "has_not", "tag": "margin_intent", "within_days": 30}
+    {"type": "tier", "op": "in" | "not_in", "value": ["important_value"]}
+    {"type": "trades", "measure": "count" | "amount", "op": "gte", "value": 3,
+     "within_days": 90, "product_type": "fund"}
+    {"type": "events", "event_type": "fund_page_view", "op": "gte", "value": 3, "within_days": 7,
+     "properties": {"product_type": "fund"}}
+
+Any node may carry ``"not": true``. ``rule_validate`` reports the JSON path of the first bad node;
+``rule_compile`` turns a valid tree into one Q over Customer (EXISTS / NOT EXISTS subqueries), so a
+count, a preview or an ``INSERT … SELECT`` is one SQL statement.
+"""
+
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.db.models import BooleanField, Count, DecimalField, Exists, ExpressionWrapper, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
+from django.utils import timezone
+
+from core.errors import ApplicationError
+
+MAX_DEPTH = 6
+MAX_NODES = 200
+
+ATTRIBUTE_FIELDS = {
+    # field: (kind, ORM path)
+    "risk_level": ("choice", "risk_level"),
+    "gender": ("choice", "gender"),
+    "region": ("text", "region"),
+    "occupation": ("text", "occupation"),
+    "branch": ("text", "branch__code"),
+    "advisor": ("text", "advisor__employee_code"),
+    "lifecycle_stage": ("choice", "lifecycle_stage"),
+    "funnel_stage": ("choice", "funnel_stage"),
+    "channel": ("text", "channel"),
+    "utm_source": ("text", "utm_source"),
+    "utm_medium": ("text", "utm_medium"),
+    "utm_campaign": ("text", "utm_campaign"),
+    "total_assets": ("number", "total_assets"),
+    "age": ("age", "birth_date"),
+    "opened_days_ago": ("days_ago", "opened_at"),
+    "risk_assessment_current": ("bool", None),
+    "is_wecom_contact": ("bool", None),
+}
+OPS = {
+    "choice": {"eq", "ne", "in", "not_in"},
+    "text": {"eq", "ne", "in", "not_in", "contains"},
+    "number": {"eq", "ne", "gt", "gte", "lt", "lte", "between"},
+    "age": {"gt", "gte", "lt", "lte", "between"},
+    "days_ago": {"gt", "gte", "lt", "lte", "between"},
+    "bool": {"is_true", "is_false"},
+}
+COUNT_OPS = {"eq", "ne", "gt", "gte", "lt", "lte"}
+
+
+class RuleError(ApplicationError):
+    def __init__(self, path: str, message: str):
+        super().__init__("invalid_rule", f"{path}: {message}", [{"path": path, "message": message}])
+        self.path = path
+
+
+def _number(value, path):
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        raise RuleError(path, "应为数字") from None
+
+
+def _check_window(node, path, required=False):
+    days = node.get("within_days")
+    if days is None:
+        if required:
+            raise RuleError(f"{path}.within_days", "缺少时间窗口（天）")
+        return
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
+        raise RuleError(f"{path}.within_days", "应为 1–3650 的整数")
+
+
+def rule_validate(rule, path: str = "$", depth: int = 0, counter: list | None = None) -> None:
+    """Raise RuleError naming the path of the first invalid node."""
+    counter = counter if counter is not None else [0]
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise RuleError(path, f"规则节点不能超过 {MAX_NODES} 个")
+    if not isinstance(rule, dict):
+        raise RuleError(path, "应为对象")
+    if "not" in rule and not isinstance(rule["not"], bool):
+        raise RuleError(f"{path}.not", "应为 true 或 false")
+    if "rules" in rule or rule.get("op") in ("and", "or"):
+        if depth >= MAX_DEPTH:
+            raise RuleError(path, f"嵌套不能超过 {MAX_DEPTH} 层")
+        if rule.get("op") not in ("and", "or"):
+            raise RuleError(f"{path}.op", "组的 op 应为 and 或 or")
+        rules = rule.get("rules")
+        if not isinstance(rules, list) or not rules:
+            raise RuleError(f"{path}.rules", "组至少要有一个条件")
+        extra = set(rule) - {"op", "not", "rules"}
+        if extra:
+            raise RuleError(path, f"未知字段 {sorted(extra)}")
+        for i, child in enumerate(rules):
+            rule_validate(child, f"{path}.rules[{i}]", depth + 1, counter)
+        return
+    kind = rule.get("type")
+    validator = _VALIDATORS.get(kind)
+    if validator is None:
+        raise RuleError(f"{path}.type", f"未知条件类型 {kind!r}，可用：{sorted(_VALIDATORS)}")
+    validator(rule, path)
+
+
+def _validate_attribute(node, path):
+    field = node.get("field")
+    if field not in ATTRIBUTE_FIELDS:
+        raise RuleError(f"{path}.field", f"未知字段 {field!r}")
+    kind, _ = ATTRIBUTE_FIELDS[field]
+    op = node.get("op")
+    if op not in OPS[kind]:
+        raise RuleError(f"{path}.op", f"字段 {field} 不支持运算 {op!r}，可用：{sorted(OPS[kind])}")
+    value = node.get("value")
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise RuleError(f"{path}.value", "应为非空的字符串列表")
+    elif op == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise RuleError(f"{path}.value", "应为 [下限, 上限]")
+        _number(value[0], f"{path}.value[0]"), _number(value[1], f"{path}.value[1]")
+    elif kind in ("number", "age", "days_ago"):
+        _number(value, f"{path}.value")
+    elif kind in ("choice", "text") and not isinstance(value, str):
+        raise RuleError(f"{path}.value", "应为字符串")
+
+
+def _validate_tag(node, path):
+    if node.get("op") not in ("has", "has_not"):
+        raise RuleError(f"{path}.op", "应为 has 或 has_not")
+    if not node.get("tag") and not node.get("category"):
+        raise RuleError(f"{path}.tag", "请指定标签（tag）或分类（category）")
+    if node.get("source") is not None and not isinstance(node["source"], str):
+        raise RuleError(f"{path}.source", "应为字符串")
+    _check_window(node, path)
+
+
+def _validate_tier(node, path):
+    if node.get("op") not in ("in", "not_in"):
+        raise RuleError(f"{path}.op", "应为 in 或 not_in")
+    value = node.get("value")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RuleError(f"{path}.value", "应为非空的分层代码列表")
+
+
+def _validate_count(node, path, measure_required):
+    if measure_required and node.get("measure") not in ("count", "amount"):
+        raise RuleError(f"{path}.measure", "应为 count 或 amount")
+    if node.get("op") not in COUNT_OPS:
+        raise RuleError(f"{path}.op", f"应为 {sorted(COUNT_OPS)} 之一")
+    value = _number(node.get("value"), f"{path}.value")
+    if value < 0:
+        raise RuleError(f"{path}.value", "不能为负数")
+    _check_window(node, path, required=True)
+
+
+def _validate_trades(node, path):
+    _validate_count(node, path, measure_required=True)
+    if node.get("product_type") is not None and not isinstance(node["product_type"], str):
+        raise RuleError(f"{path}.product_type", "应为字符串")
+
+
+def _validate_events(node, path):
+    if not isinstance(node.get("event_type"), str) or not node["event_type"]:
+        raise RuleError(f"{path}.event_type", "请指定事件类型")
+    _validate_count(node, path, measure_required=False)
+    props = node.get("properties")
+    if props is not None and (not isinstance(props, dict) or
+                              not all(isinstance(v, str | int | float | bool) for v in props.values())):
+        raise RuleError(f"{path}.properties", "应为 {属性: 值} 的对象")
+
+
+_VALIDATORS = {"attribute": _validate_attribute, "tag": _validate_tag, "tier": _validate_tier,
+               "trades": _validate_trades, "events": _validate_events}
+
+# Later areas add condition types: CONDITION_EXTENSIONS[type] = (validator, compiler)
+CONDITION_EXTENSIONS: dict = {}
+
+
+# --- compiler --------------------------------------------------------------------------------
+
+def _cmp(lookup_base: str, op: str, value) -> Q:
+    return {
+        "eq": Q(**{lookup_base: value}),
+        "ne": ~Q(**{lookup_base: value}),
+        "gt": Q(**{f"{lookup_base}__gt": value}),
+        "gte": Q(**{f"{lookup_base}__gte": value}),
+        "lt": Q(**{f"{lookup_base}__lt": value}),
+        "lte": Q(**{f"{lookup_base}__lte": value}),
+    }[op]
+
+
+def _years_ago(years: Decimal, today: date) -> date:
+    whole = int(years)
+    try:
+        return today.replace(year=today.year - whole)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - whole, day=28)
+
+
+def _compile_attribute(node, now) -> Q:
+    field, op, value = node["field"], node["op"], node.get("value")
+    kind, path = ATTRIBUTE_FIELDS[field]
+    today = timezone.localdate(now)
+    if field == "risk_assessment_current":
+        from customers.selectors import risk_expiry_cutoff
+
+        current = Q(risk_assessed_at__gt=risk_expiry_cutoff(today))
+        return current if op == "is_true" else ~current
+    if field == "is_wecom_contact":
+        q = Q(wecom_external_userid__isnull=False)
+        return q if op == "is_true" else ~q
+    if op == "in":
+        return Q(**{f"{path}__in": value})
+    if op == "not_in":
+        return ~Q(**{f"{path}__in": value})
+    if op == "contains":
+        return Q(**{f"{path}__contains": value})
+    if kind == "age":
+        # age > n  ⇔  born before today minus (n+1) years; expressed on birth_date so an index can help
+        if op == "between":
+            low, high = (int(_number(v, "")) for v in value)
+            return Q(birth_date__lte=_years_ago(Decimal(low), today), birth_date__gt=_years_ago(Decimal(high + 1), today))
+        n = int(_number(value, ""))
+        return {"gte": Q(birth_date__lte=_years_ago(Decimal(n), today)),
+                "gt": Q(birth_date__lte=_years_ago(Decimal(n + 1), today)),
+                "lt": Q(birth_date__gt=_years_ago(Decimal(n), today)),
+                "lte": Q(birth_date__gt=_years_ago(Decimal(n + 1), today))}[op]
+    if kind == "days_ago":
+        if op == "between":
+            low, high = (int(_number(v, "")) for v in value)
+            return Q(**{f"{path}__lte": today - timedelta(days=low), f"{path}__gte": today - timedelta(days=high)})
+        n = int(_number(value, ""))
+        return {"gte": Q(**{f"{path}__lte": today - timedelta(days=n)}),
+                "gt": Q(**{f"{path}__lt": today - timedelta(days=n)}),
+                "lte": Q(**{f"{path}__gte": today - timedelta(days=n)}),
+                "lt": Q(**{f"{path}__gt": today - timedelta(days=n)})}[op]
+    if op == "between":
+        return Q(**{f"{path}__gte": _number(value[0], ""), f"{path}__lte": _number(value[1], "")})
+    if kind == "number":
+        value = _number(value, "")
+    return _cmp(path, op, value)
+
+
+def _compile_tag(node, now) -> Q:
+    from tagging.models import CustomerTag
+
+    tags = CustomerTag.objects.filter(customer_id=OuterRef("pk")).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    if node.get("tag"):
+        tags = tags.filter(tag__code=node["tag"])
+    if node.get("category"):
+        tags = tags.filter(tag__category__code=node["category"])
+    if node.get("source"):
+        tags = tags.filter(source=node["source"])
+    if node.get("within_days"):
+        tags = tags.filter(created_at__gte=now - timedelta(days=node["within_days"]))
+    exists = Exists(tags)
+    return Q(exists) if node["op"] == "has" else ~Q(exists)
+
+
+def _compile_tier(node, now) -> Q:
+    q = Q(tier__code__in=node["value"])
+    return q if node["op"] == "in" else ~q
+
+
+def _count_condition(rows, op: str, value: Decimal, aggregate) -> Q:
+    """count/sum of ``rows`` compared with value; ``≥1``/``=0`` become EXISTS / NOT EXISTS."""
+    if aggregate is None:
+        if (op, value) in (("gte", 1), ("gt", 0)):
+            return Q(Exists(rows))
+        if (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
+            return ~Q(Exists(rows))
+        measure = Count("pk")
+    else:
+        measure = aggregate
+    sub = rows.order_by().values("customer_id").annotate(v=measure).values("v")
+    output = DecimalField(max_digits=20, decimal_places=2)
+    return _cmp_expr(Coalesce(Subquery(sub, output_field=output), Value(0), output_field=output), op, value)
+
+
+_EXPR_LOOKUPS = {"eq": Exact, "ne": Exact, "gt": GreaterThan, "gte": GreaterThanOrEqual, "lt": LessThan,
+                 "lte": LessThanOrEqual}
+
+
+def _cmp_expr(expr, op, value) -> Q:
+    cond = ExpressionWrapper(_EXPR_LOOKUPS[op](expr, Value(value)), output_field=BooleanField())
+    return ~Q(cond) if op == "ne" else Q(cond)
+
+
+def _compile_trades(node, now) -> Q:
+    from customers.models import Trade
+
+    rows = Trade.objects.filter(customer_id=OuterRef("pk"), traded_at__gte=now - timedelta(days=node["within_days"]),
+                                traded_at__lte=now)
+    if node.get("product_type"):
+        rows = rows.filter(product__type=node["product_type"])
+    value = _number(node["value"], "")
+    aggregate = Sum("amount") if node["measure"] == "amount" else None
+    return _count_condition(rows, node["op"], value, aggregate)
+
+
+def _compile_events(node, now) -> Q:
+    from customers.models import BehaviourEvent
+
+    rows = BehaviourEvent.objects.filter(customer_id=OuterRef("pk"), type=node["event_type"],
+                                         occurred_at__gte=now - timedelta(days=node["within_days"]),
+                                         occurred_at__lte=now)
+    if node.get("properties"):
+        rows = rows.filter(properties__contains=node["properties"])
+    return _count_condition(rows, node["op"], _number(node["value"], ""), None)
+
+
+_COMPILERS = {"attribute": _compile_attribute, "tag": _compile_tag, "tier": _compile_tier,
+              "trades": _compile_trades, "events": _compile_events}
+
+
+def rule_compile(rule: dict, *, now=None) -> Q:
+    """A Q over Customer for a VALID rule (call rule_validate first). ``now`` fixes every time window."""
+    now = now or timezone.now()
+    if "rules" in rule:
+        parts = [rule_compile(child, now=now) for child in rule["rules"]]
+        q = parts[0]
+        for part in parts[1:]:
+            q = (q & part) if rule["op"] == "and" else (q | part)
+    else:
+        compiler = _COMPILERS.get(rule["type"]) or CONDITION_EXTENSIONS[rule["type"]][1]
+        q = compiler(rule, now)
+    return ~q if rule.get("not") else q
+
+
+def rule_queryset(rule: dict, *, principal=None, now=None):
+    """Customers matching ``rule`` (validated here), within ``principal``'s scope when given."""
+    from customers.models import Customer
+
+    rule_validate(rule)
+    qs = Customer.objects.all() if principal is None else Customer.objects.visible_to(principal)
+    return qs.filter(rule_compile(rule, now=now))
