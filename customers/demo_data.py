@@ -33,6 +33,7 @@ import time
 import traceback
 from bisect import bisect
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from itertools import accumulate
@@ -357,7 +358,6 @@ class _CustomerFactory:
         self.rng = random.Random(seed)
         self.today = _day(today)
         self.last_day = self.today - 1  # nothing is generated for today, so nothing lies in the future
-        self.last_weekday = _weekday_index(self.today) - 1
         self.book = book
         # ids are handed out here rather than by the sequences: dense, in customer order, and no nextval() per row
         self.next_id = dict(id_bases)
@@ -543,7 +543,6 @@ class _CustomerFactory:
             e_d0, e_dn, e_w0, e_wn, n_late, l_d0, l_dn, l_w0, l_wn, pref, self.product_counts[risk], trade_id0, event_id0,
         )))
         return customer, profile
-
 
     def chunk(self, first: int, last: int) -> tuple[str, str]:
         """Customers ``first``..``last`` as two COPY texts: customers and their profiles."""
@@ -764,6 +763,26 @@ def _profile_tables_create(cursor, *, seed: int, product_ids: dict[str, int]) ->
 
 # --- the seed ---------------------------------------------------------------------------------
 
+def _rows_load(cursor, *, factory: _CustomerFactory, customers: int, in_background: bool, seed: int, id_base: int,
+               progress: _Progress) -> dict[str, int]:
+    """COPY the customers chunk by chunk and expand each chunk's trades and events; returns row counts."""
+    counts = {"trades": 0, "events": 0}
+    waited = time.monotonic()
+    with closing(_chunks(factory=factory, customers=customers, in_background=in_background)) as chunks:
+        for first, last, customer_text, profile_text in chunks:
+            waited, sql_started = time.monotonic() - waited, time.monotonic()
+            _copy(cursor, table="customers_customer", columns=CUSTOMER_COLUMNS, text=customer_text)
+            _copy(cursor, table="seed_profile", columns=PROFILE_COLUMNS, text=profile_text)
+            cursor.execute(TRADES_SQL, {"salt": seed * 2 + 1, "low": id_base + first, "high": id_base + last})
+            counts["trades"] += cursor.rowcount
+            cursor.execute(EVENTS_SQL, {"salt": seed * 2, "low": id_base + first, "high": id_base + last})
+            counts["events"] += cursor.rowcount
+            progress.say(f"customers {last:,}/{customers:,}, trades {counts['trades']:,}, events {counts['events']:,} "
+                         f"(waited {waited:.1f}s for the generator, SQL {time.monotonic() - sql_started:.1f}s)")
+            waited = time.monotonic()
+    return counts
+
+
 def seed_demo(*, customers: int, seed: int = 42, stdout: TextIO | None = None, today: date | None = None) -> dict:
     """Fill an empty database with ``customers`` realistic clients and their trades and events.
 
@@ -806,20 +825,8 @@ def seed_demo(*, customers: int, seed: int = 42, stdout: TextIO | None = None, t
             last_value, is_called = cursor.fetchone()
             id_bases[table] = last_value if is_called else last_value - 1
         factory = _CustomerFactory(seed=seed, today=today, book=book, id_bases=id_bases)
-        counts = {"trades": 0, "events": 0}
-        waited = time.monotonic()
-        for first, last, customer_text, profile_text in _chunks(factory=factory, customers=customers, in_background=bulk):
-            waited, sql_started = time.monotonic() - waited, time.monotonic()
-            _copy(cursor, table="customers_customer", columns=CUSTOMER_COLUMNS, text=customer_text)
-            _copy(cursor, table="seed_profile", columns=PROFILE_COLUMNS, text=profile_text)
-            low, high = id_bases["customers_customer"] + first, id_bases["customers_customer"] + last
-            cursor.execute(TRADES_SQL, {"salt": seed * 2 + 1, "low": low, "high": high})
-            counts["trades"] += cursor.rowcount
-            cursor.execute(EVENTS_SQL, {"salt": seed * 2, "low": low, "high": high})
-            counts["events"] += cursor.rowcount
-            progress.say(f"customers {last:,}/{customers:,}, trades {counts['trades']:,}, events {counts['events']:,} "
-                         f"(waited {waited:.1f}s for the generator, SQL {time.monotonic() - sql_started:.1f}s)")
-            waited = time.monotonic()
+        counts = _rows_load(cursor, factory=factory, customers=customers, in_background=bulk, seed=seed,
+                            id_base=id_bases["customers_customer"], progress=progress)
         for table, rows in (("customers_customer", customers), ("customers_trade", counts["trades"]),
                             ("customers_behaviourevent", counts["events"])):
             if rows:

@@ -129,6 +129,11 @@ class Customer(models.Model):
         return f"{self.name}（{self.external_id}）"
 
 
+EVENT_TYPE_LABELS = {
+    "app_login": _("登录 App"), "news_read": _("阅读资讯"), "product_view": _("浏览产品"),
+    "fund_page_view": _("浏览基金页"),
+}
+
 PRODUCT_TYPE_LABELS = {
     "stock": _("股票"), "fund": _("基金"), "bond": _("债券"), "wealth": _("理财"), "margin": _("两融"),
     "option": _("期权"), "star": _("科创板"),

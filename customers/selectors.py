@@ -139,9 +139,8 @@ def customer_list(*, user, filters: dict | None = None, limit: int = 50, after: 
         else:
             qs = qs.filter(Q(**{f"{key}__gt": value}) | Q(**{key: value, "id__gt": last_id}))
     order = F(key).desc() if direction == "desc" else F(key).asc()
-    from tagging.tiers import annotate_tier
-
     from tagging.selectors import key_tags_for
+    from tagging.tiers import annotate_tier
 
     rows = list(annotate_tier(qs.select_related("advisor", "branch")).order_by(order, "id")[: limit + 1])
     has_more = len(rows) > limit

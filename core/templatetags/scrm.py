@@ -48,3 +48,10 @@ def shanghai(value) -> str:
     if not value:
         return "—"
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+
+
+@register.filter
+def event_label(event_type: str) -> str:
+    from customers.models import EVENT_TYPE_LABELS
+
+    return str(EVENT_TYPE_LABELS.get(event_type, event_type))

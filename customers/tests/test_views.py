@@ -93,7 +93,7 @@ def test_compliance_audit_log_filter_and_audited_export(client, compliance, advi
     client.force_login(compliance)
     body = client.get("/compliance/", {"target": customer.external_id}).content.decode()
     assert "customer.reveal" in body and "核实身份" in body
-    assert "共 0 条" in client.get("/compliance/", {"target": "nobody"}).content.decode()
+    assert "共 0 条审计记录" in client.get("/compliance/", {"target": "nobody"}).content.decode()
     bad = client.get("/compliance/", {"since": "2026-12-01", "until": "2026-11-01"}).content.decode()
     assert "结束日期不能早于开始日期" in bad
     export = client.get("/compliance/audit.csv")

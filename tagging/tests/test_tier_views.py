@@ -5,25 +5,16 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.urls import include, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from conftest import ARTIFACTS
 from core.models import AuditLog
 from customers.tests.factories import CustomerFactory, TradeFactory
-from scrm import urls as project_urls
-from tagging import tiers, urls_tiers
-from tagging import urls as tagging_urls
+from tagging import tiers
 from tagging.models import TierDefinition, TierRun
 
-# Until tagging/urls.py mounts urls_tiers, these tests mount them the same way (namespace "tagging").
-if any(getattr(p, "name", None) == "tiers" for p in tagging_urls.urlpatterns):
-    urlpatterns = project_urls.urlpatterns
-else:
-    urlpatterns = [p for p in project_urls.urlpatterns if getattr(p, "namespace", None) != "tagging"] + [
-        path("tags/", include(([*tagging_urls.urlpatterns, *urls_tiers.urlpatterns], "tagging")))]
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+pytestmark = pytest.mark.django_db
 
 AS_OF = date(2026, 3, 31)
 AT = datetime(2026, 3, 31, 2, 0, tzinfo=UTC)
