@@ -5,6 +5,7 @@ import json
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -121,6 +122,10 @@ def note_add(request, external_id):
         services.note_create(author=request.user, customer=customer, body=form.cleaned_data["body"])
         form = NoteForm()
     status = 200 if not form.errors else 400
+    if request.POST.get("compact"):  # the quick note on a list row answers with one line
+        message = _("已记录") if status == 200 else _("跟进记录不能为空")
+        return HttpResponse(format_html('<span class="small {}" data-testid="quick-note-result">{}</span>',
+                                        "text-success" if status == 200 else "text-danger", message), status=status)
     response = render(request, "customers/partials/notes.html",
                       {"customer": customer, "notes": selectors.customer_notes(customer=customer), "note_form": form},
                       status=status)

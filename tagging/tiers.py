@@ -99,17 +99,14 @@ def tier_scheme_active() -> TierScheme:
 
 def tier_scheme_ensure_default() -> TierScheme:
     """The active scheme, creating the classic eight tiers + no_trade (tagging.defaults) when none is active."""
-    from tagging.defaults import TIERS
+    from django.apps import apps
+
+    from tagging.defaults import defaults_load
 
     scheme = TierScheme.objects.filter(active=True).first()
-    if scheme is not None:
-        return scheme
-    scheme, _ = TierScheme.objects.get_or_create(code="rfm8", defaults={"name": "RFM 八类", "active": True})
-    for code, label, r, f, m, rank, colour, channels, cadence, products, activities, sop in TIERS:
-        TierDefinition.objects.get_or_create(scheme=scheme, code=code, defaults={
-            "label": label, "r_high": r, "f_high": f, "m_high": m, "rank": rank, "colour": colour,
-            "channels": channels, "cadence": cadence, "products": products, "activities": activities,
-            "suggested_sop": sop})
+    if scheme is None:
+        defaults_load(apps.get_model)
+        scheme = TierScheme.objects.filter(active=True).first() or TierScheme.objects.get(code="rfm8")
     return scheme
 
 

@@ -1,11 +1,13 @@
 """标签 pages: taxonomy and rule editor for operators; manual and bulk tagging for whoever serves the client."""
 
 import json
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -14,9 +16,9 @@ from core.errors import ApplicationError
 from core.models import Role
 from customers.models import Customer
 from customers.selectors import customer_get_for_user
-from tagging import selectors
+from tagging import selectors, services
 from tagging.forms import TagCategoryForm, TagForm, TagPickForm, TagRuleForm
-from tagging.models import Tag, TagRule
+from tagging.models import Tag, TagRule, TagSource
 from tagging.rule_tags import customer_tags_bulk_set, tag_rule_preview, tag_rule_save
 
 TAXONOMY_ROLES = {Role.OPERATOR, Role.ADMIN}
@@ -154,8 +156,10 @@ def customer_tag_add(request, external_id):
     form = TagPickForm(request.POST)
     if not form.is_valid():
         return _tag_section(request, customer, form, status=400)
-    customer_tags_bulk_set(customer_ids=[customer.pk], tag=form.cleaned_data["tag"], add=True, actor=request.user,
-                           evidence=form.cleaned_data["evidence"])
+    tag = form.cleaned_data["tag"]
+    expires = timezone.now() + timedelta(days=tag.default_ttl_days) if tag.default_ttl_days else None
+    services.customer_tag_add(customer=customer, tag=tag, source=TagSource.MANUAL, actor=request.user,
+                              evidence=form.cleaned_data["evidence"], expires_at=expires)
     return _tag_section(request, customer)
 
 
@@ -165,7 +169,7 @@ def customer_tag_remove(request, external_id, tag_code):
     customer = customer_get_for_user(user=request.user, external_id=external_id)
     _require(request.user, TAGGING_ROLES)
     tag = get_object_or_404(Tag, code=tag_code)
-    customer_tags_bulk_set(customer_ids=[customer.pk], tag=tag, add=False, actor=request.user)
+    services.customer_tag_remove(customer=customer, tag=tag, source=TagSource.MANUAL, actor=request.user)
     return _tag_section(request, customer)
 
 

@@ -78,3 +78,17 @@ def test_complete_a_task_from_the_workbench(page, login, advisor, book):
     task.refresh_from_db()
     assert task.status == Task.Status.DONE and task.outcome == "interested" and task.outcome_note == "约了下周面谈"
     page.screenshot(path=str(ARTIFACTS / "workbench.png"), full_page=True)
+
+
+def test_quick_note_from_the_list(page, login, advisor, book):
+    from customers.models import Note
+
+    login(advisor)
+    page.goto("/customers/")
+    row = page.locator(f"[data-external-id={book[59].external_id}]")
+    row.locator("[data-testid=quick-note] summary").click()
+    row.locator("input[name=body]").fill("电话沟通，客户考虑定投")
+    row.locator("[data-testid=quick-note] button").click()
+    row.locator("[data-testid=quick-note-result]").wait_for()
+    assert row.locator("[data-testid=quick-note-result]").inner_text() == "已记录"
+    assert Note.objects.get(customer=book[59]).body == "电话沟通，客户考虑定投"
