@@ -51,17 +51,13 @@ def _non_empty(querydict):
 def customer_list(request):
     params = _non_empty(request.GET)
     params.pop("after", None)
-    form = CustomerFilterForm(params or None, user=request.user)
-    page = None
-    if form.is_bound and not form.is_valid():
-        page = selectors.CustomerPage(customers=[], total=0, next_cursor=None, sort="assets")
-    else:
-        if not form.is_bound:
-            form = CustomerFilterForm({}, user=request.user)
-            form.is_valid()
+    form = CustomerFilterForm(params, user=request.user)
+    if form.is_valid():
         page = selectors.customer_list(user=request.user, filters=form.filters(), sort=form.sort_key(),
                                        after=request.GET.get("after"), limit=PAGE_SIZE,
                                        with_total=not request.GET.get("after"))
+    else:
+        page = selectors.CustomerPage(customers=[], total=0, next_cursor=None, sort="assets")
     query = request.GET.copy()
     query.pop("after", None)
     context = {"form": form, "page": page, "query": query.urlencode(),
