@@ -1,7 +1,10 @@
+from datetime import date
+
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
-from django.db.models.functions import Now
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext_lazy as _
 
 from core.scoping import scope_for
@@ -112,7 +115,10 @@ class Customer(models.Model):
             models.Index(fields=["advisor", "last_contact_at", "id"], name="cust_advisor_contact"),
             models.Index(fields=["branch", "last_contact_at", "id"], name="cust_branch_contact"),
             models.Index(fields=["last_contact_at", "id"], name="cust_contact"),
-            models.Index(fields=["name"], name="cust_name"),
+            # name prefix search: LIKE 'x%' needs pattern ops under a non-C collation
+            models.Index(fields=["name"], name="cust_name_prefix", opclasses=["varchar_pattern_ops"]),
+            # "newest account first" sorts on the same expression the list orders by
+            models.Index(Coalesce("opened_at", Value(date(1970, 1, 1))).desc(), F("id"), name="cust_opened"),
             models.Index(fields=["updated_at", "id"], name="cust_updated"),
         ]
         constraints = [
