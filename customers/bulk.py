@@ -425,7 +425,7 @@ def _stage(cursor, rows: list[dict]) -> None:
     )
 
 
-def _upsert(cursor) -> tuple[int, int]:
+def _upsert(cursor) -> tuple[list[int], list[int]]:
     proposed, params = _proposed_sql()
     columns = ", ".join(_COLUMN_NAMES)
     assignments = []
@@ -445,12 +445,13 @@ def _upsert(cursor) -> tuple[int, int]:
         f"SELECT external_id, {columns} FROM ({proposed}) p ORDER BY external_id "
         f"ON CONFLICT (external_id) DO UPDATE SET {', '.join(assignments)} "
         f"WHERE ({stored}) IS DISTINCT FROM ({incoming}) "
-        "RETURNING (xmax = 0) AS created"
+        "RETURNING id, (xmax = 0) AS created"
     )
     cursor.execute(sql, params)
-    flags = [created for (created,) in cursor.fetchall()]
-    created = sum(1 for f in flags if f)
-    return created, len(flags) - created
+    created_ids, updated_ids = [], []
+    for pk, created in cursor.fetchall():
+        (created_ids if created else updated_ids).append(pk)
+    return created_ids, updated_ids
 
 
 def _would_change(cursor) -> tuple[int, int]:
@@ -466,6 +467,11 @@ def _would_change(cursor) -> tuple[int, int]:
     )
     created, updated = cursor.fetchone()
     return created, updated
+
+
+# Callables (created_ids, updated_ids) run after a batch that created or changed customers commits;
+# webhooks register here (integration issue). One that raises does not stop the others.
+CUSTOMERS_CHANGED_HOOKS: list = []
 
 
 @transaction.atomic
@@ -496,7 +502,11 @@ def customer_bulk_upsert(
                     f"SELECT 1 FROM {_TABLE} WHERE external_id IN (SELECT external_id FROM {_STAGE}) "
                     "ORDER BY id FOR UPDATE"
                 )
-                created, updated = _upsert(cursor)
+                created_ids, updated_ids = _upsert(cursor)
+                created, updated = len(created_ids), len(updated_ids)
+                if created_ids or updated_ids:
+                    for hook in CUSTOMERS_CHANGED_HOOKS:
+                        transaction.on_commit(lambda hook=hook: hook(created_ids, updated_ids), robust=True)
             cursor.execute(f"TRUNCATE {_STAGE}")  # personal data (encrypted) does not outlive the call
     result = {
         "created": created,

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files (no CDN)
     "django_htmx",
     "axes",
     "core",
@@ -135,7 +136,16 @@ CELERY_BEAT_SCHEDULE: dict = {
     "tagging.tag_rules_apply_all.hourly": {"task": "tagging.tag_rules_apply_all", "schedule": crontab(minute=15)},
     "tagging.tags_expire.hourly": {"task": "tagging.tags_expire", "schedule": crontab(minute=5)},
     "customers.import_files_purge.daily": {"task": "customers.import_files_purge", "schedule": crontab(hour=3, minute=0)},
+    # webhook deliveries that are due (new, retrying, or whose claim lapsed); no long ETAs
+    "integrations.webhook_dispatch_due": {"task": "integrations.webhook_dispatch_due", "schedule": 30.0},
 }
+
+# --- CRM pull sync (integrations/crm): on beat only when a CRM is configured ----------------
+CRM_BASE_URL = env("CRM_BASE_URL", default="")
+CRM_API_TOKEN = env("CRM_API_TOKEN", default="")
+CRM_PAGE_SIZE = env.int("CRM_PAGE_SIZE", default=500)
+if CRM_BASE_URL:
+    CELERY_BEAT_SCHEDULE["integrations.crm_sync"] = {"task": "integrations.crm_sync", "schedule": 600.0}
 
 # --- auth --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"
@@ -209,7 +219,24 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
-SPECTACULAR_SETTINGS = {"TITLE": "SCRM API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SCRM API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": "券商私域 SCRM 开放接口。认证：Authorization: Bearer <key>；错误统一为 "
+                   '{"error": {"code", "message", "details"}}。',
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "CustomerRiskLevelEnum": "customers.models.RiskLevel",
+        "ProductRiskLevelEnum": "customers.models.ProductRisk",
+    },
+}
+# bulk API calls carry up to 10,000 rows; anything bigger answers 413 in the API error shape
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)
 
 # --- logging: one JSON object a line, with the request id ------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

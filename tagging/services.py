@@ -12,6 +12,15 @@ from tagging.models import CustomerTag, CustomerTagHistory, Tag, TagSource
 
 History = CustomerTagHistory.Action
 
+# Callables (customer_id, tag_code, action, source) run after commit for each tag added or removed
+# ("added"/"removed"); webhooks register here (integration issue). One that raises does not stop the others.
+TAG_CHANGED_HOOKS: list = []
+
+
+def _tag_changed(*, customer_id: int, tag_code: str, action: str, source: str) -> None:
+    for hook in TAG_CHANGED_HOOKS:
+        transaction.on_commit(lambda hook=hook: hook(customer_id, tag_code, action, source), robust=True)
+
 
 def _actor(actor) -> tuple[User | None, str]:
     """(user or None, label) for a User or a free-text label such as "system" or "api:crm"."""
@@ -44,6 +53,7 @@ def _displace_exclusive(*, customer, tag: Tag, source: str, label: str, now: dat
                  source=source, label=label,
                  evidence="已过有效期" if expired else f"互斥：由「{tag.name}」替换")
         row.delete()
+        _tag_changed(customer_id=customer.pk, tag_code=row.tag.code, action="removed", source=source)
 
 
 @transaction.atomic
@@ -73,6 +83,7 @@ def customer_tag_add(*, customer, tag: Tag, source: str, actor, evidence: str = 
         row = CustomerTag.objects.create(customer=customer, tag=tag, source=source, set_by=user, set_by_label=label,
                                          evidence=evidence, evidence_data=evidence_data, expires_at=expires_at)
         _history(customer=customer, tag=tag, action=History.ADDED, source=source, label=label, evidence=evidence)
+        _tag_changed(customer_id=customer.pk, tag_code=tag.code, action="added", source=source)
         return row
     wanted = {"source": source, "evidence": evidence, "evidence_data": evidence_data, "expires_at": expires_at}
     changed = [name for name, value in wanted.items() if getattr(existing, name) != value]
@@ -97,4 +108,5 @@ def customer_tag_remove(*, customer, tag: Tag, source: str, actor, reason: str =
     if not deleted:
         return False
     _history(customer=customer, tag=tag, action=History.REMOVED, source=source, label=label, evidence=reason)
+    _tag_changed(customer_id=customer.pk, tag_code=tag.code, action="removed", source=source)
     return True

@@ -13,7 +13,7 @@ EXPECTED_NAV = {
     "hq_manager": {"home", "customers", "tiers"},
     "operator": {"home", "customers", "tags", "tiers"},
     "compliance": {"home", "customers", "compliance"},
-    "admin": {"home", "customers", "tasks", "tags", "tiers", "compliance", "settings"},
+    "admin": {"home", "customers", "tasks", "tags", "tiers", "compliance", "integrations", "settings"},
 }
 
 

@@ -19,10 +19,15 @@ PAGES_WITHOUT_OBJECTS = {
     "customers_import:upload", "customers_import:template",
     "tagging:index", "tagging:tag_create", "tagging:category_create", "tagging:bulk",
     "tagging:conversation_rules", "tagging:conversation_rules_try", "tagging:tiers",
+    "integrations:webhooks", "integrations:crm", "integrations:index", "integrations:api_clients",
 }
 # infrastructure with no customer data at all
 EXEMPT_PREFIXES = ("admin:", "healthz", "login", "logout", "password_change", "password_change_done", "set_language",
-                   "javascript-catalog")
+                   "javascript-catalog",
+                   # REST API: Bearer keys, not staff sessions (a session alone gets 401). Branch scope of every
+                   # api: route with an object is proved by integrations/tests/test_api_auth.py::
+                   # test_branch_scoped_client_gets_404_for_another_branch_on_every_api_object_url
+                   "api:", "api_not_found")
 
 
 def _walk(resolver, namespace=""):
@@ -70,7 +75,27 @@ OBJECT_KWARGS = {
     "rule_id": lambda objs: _conversation_rule(),
     "run_id": lambda objs: _tier_run(),
     "tagging:tier_strategy_edit:code": lambda objs: "important_value",
+    # webhooks are firm-wide admin objects: everyone else gets 404 by role
+    "subscription_id": lambda objs: _webhook_delivery().subscription_id,
+    "delivery_id": lambda objs: _webhook_delivery().pk,
+    # API clients are firm-wide admin objects too
+    "client_id": lambda objs: _api_client(),
 }
+
+
+def _api_client():
+    from integrations.api_clients import api_client_create
+
+    return api_client_create(actor=None, name="scope", scopes=["customers:read"])[0].pk
+
+
+def _webhook_delivery():
+    from integrations.models import WebhookDelivery, WebhookEvent, WebhookSubscription
+
+    subscription = WebhookSubscription.objects.create(name="scope", url="https://example.com/hook",
+                                                      event_types=["task.completed"], secret_encrypted="x")
+    event = WebhookEvent.objects.create(event_type="task.completed", payload={})
+    return WebhookDelivery.objects.create(subscription=subscription, event=event)
 
 
 def _tier_run():

@@ -1,0 +1,30 @@
+"""/api/v1/ (namespace "api"). Webhook routes are added by integrations/api/webhook_views.py's owner
+below the marked line."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from integrations.api import views, webhook_views
+
+app_name = "api"
+
+urlpatterns = [
+    path("customers/", views.CustomerListApi.as_view(), name="customer_list"),
+    path("customers/bulk_upsert/", views.CustomerBulkUpsertApi.as_view(), name="customer_bulk_upsert"),
+    path("customers/<str:external_id>/", views.CustomerDetailApi.as_view(), name="customer_detail"),
+    path("customers/<str:external_id>/tags/", views.CustomerTagListApi.as_view(), name="customer_tags"),
+    path("customers/<str:external_id>/tags/<str:tag_code>/", views.CustomerTagDeleteApi.as_view(),
+         name="customer_tag_delete"),
+    path("customers/<str:external_id>/tier/", views.CustomerTierApi.as_view(), name="customer_tier"),
+    path("trades/bulk/", views.TradeBulkApi.as_view(), name="trade_bulk"),
+    path("events/bulk/", views.EventBulkApi.as_view(), name="event_bulk"),
+    path("products/", views.ProductListApi.as_view(), name="product_list"),
+    path("products/bulk_upsert/", views.ProductBulkUpsertApi.as_view(), name="product_bulk_upsert"),
+    path("tags/", views.TagListApi.as_view(), name="tag_list"),
+    path("tiers/", views.TierOverviewApi.as_view(), name="tier_overview"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # --- webhooks (integrations/api/webhook_views.py) ---
+    path("webhooks/", webhook_views.WebhookListApi.as_view(), name="webhooks"),
+    path("webhooks/<int:subscription_id>/", webhook_views.WebhookDetailApi.as_view(), name="webhook_detail"),
+]

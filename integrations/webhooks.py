@@ -1,0 +1,393 @@
+"""Outbound signed webhooks: the transactional outbox, delivery with retries, subscriptions.
+
+Outbox: :func:`webhook_event_emit` writes the WebhookEvent row and one WebhookDelivery per active
+matching subscription in the caller's transaction, so a rolled-back change never announces
+itself; delivery tasks are queued only after commit.
+
+Delivery (:func:`webhook_delivery_attempt`): one HTTP POST of the event's JSON body, signed as
+``X-SCRM-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>`` with
+``X-SCRM-Timestamp`` in unix seconds; receivers must reject timestamps more than 5 minutes old
+(replays). 2xx is success; anything else (or no answer within 10 s) is retried after
+``30 s × 2^(attempts-1)`` until ``MAX_ATTEMPTS``, then the delivery is dead.
+
+No long ETAs: every delivery that is due (``next_attempt_at <= now``) is claimed by the
+``integrations.webhook_dispatch_due`` beat task with ``FOR UPDATE SKIP LOCKED``; claiming moves
+``next_attempt_at`` forward by ``CLAIM_LEASE`` so a second dispatcher does not take it again, and
+a claim whose worker died is picked up once the lease runs out. Each queued task carries the
+attempt count it was claimed at; an attempt that finds the count moved on (someone else already
+made that attempt) does nothing, so a message delivered twice is not sent twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+import requests
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import URLValidator
+from django.db import connection, models, transaction
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core import crypto
+from core.errors import ApplicationError
+from core.services import audit_record
+from integrations.models import ApiClient, WebhookDelivery, WebhookEvent, WebhookSubscription
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 30
+REQUEST_TIMEOUT_SECONDS = 10
+CLAIM_LEASE = timedelta(minutes=5)  # > timeout + queue latency; a lost claim is retried after it
+DISPATCH_BATCH = 500
+DISPATCH_MAX_BATCHES = 20
+DIRECT_ENQUEUE_LIMIT = 200  # more deliveries than this in one commit are left to the dispatcher
+SIGNATURE_TOLERANCE_SECONDS = 300
+USER_AGENT = "SCRM-Webhooks/1"
+
+Status = WebhookDelivery.Status
+
+
+class WebhookEventType(models.TextChoices):
+    CUSTOMER_CREATED = "customer.created", _("客户新增")
+    CUSTOMER_UPDATED = "customer.updated", _("客户更新")
+    CUSTOMER_TAG_ADDED = "customer.tag_added", _("客户打标签")
+    CUSTOMER_TAG_REMOVED = "customer.tag_removed", _("客户移除标签")
+    CUSTOMER_TIER_CHANGED = "customer.tier_changed", _("客户分层变化")
+    TASK_COMPLETED = "task.completed", _("任务完成")
+    SOP_STEP_DONE = "sop.step_done", _("SOP 步骤完成")
+
+
+
+class WebhookError(enum.StrEnum):
+    EVENT_TYPE_UNKNOWN = "webhook_event_type_unknown"
+    EVENT_TYPES_REQUIRED = "webhook_event_types_required"
+    URL_INVALID = "webhook_url_invalid"
+    SECRET_TOO_SHORT = "webhook_secret_too_short"
+    NAME_REQUIRED = "webhook_name_required"
+
+
+# --- signing ---------------------------------------------------------------------------------
+
+def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 keyed with the secret over ``b"<timestamp>." + body``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def webhook_signature_verify(*, secret: str, timestamp: str, body: bytes, signature: str,
+                             now: float | None = None, tolerance: int = SIGNATURE_TOLERANCE_SECONDS) -> bool:
+    """What a receiver does: constant-time compare, and refuse timestamps outside the tolerance."""
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - ts) > tolerance:
+        return False
+    return hmac.compare_digest(webhook_signature(secret=secret, timestamp=ts, body=body), signature or "")
+
+
+def webhook_body(event: WebhookEvent) -> bytes:
+    """The JSON body of an event; the same bytes on every attempt (receivers dedupe on ``id``)."""
+    document = {"id": event.pk, "type": event.event_type, "created_at": event.created_at.isoformat(),
+                "data": event.payload}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), cls=DjangoJSONEncoder).encode()
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+def _check_event_type(event_type: str) -> None:
+    if event_type not in WebhookEventType.values:
+        raise ApplicationError(WebhookError.EVENT_TYPE_UNKNOWN, f"未知的事件类型：{event_type}")
+
+
+def _any_subscriber(event_type: str) -> bool:
+    return WebhookSubscription.objects.filter(active=True, event_types__contains=[event_type]).exists()
+
+
+_DELIVERIES_INSERT = f"""
+INSERT INTO {WebhookDelivery._meta.db_table} AS d
+    (subscription_id, event_id, status, attempts, next_attempt_at, last_error)
+SELECT s.id, e.id, 'pending', 0, now() + %(delay)s, ''
+FROM unnest(%(event_ids)s::bigint[], %(branch_ids)s::bigint[]) AS e(id, branch_id)
+JOIN {WebhookSubscription._meta.db_table} s ON s.active AND s.event_types @> %(event_type)s::jsonb
+LEFT JOIN {ApiClient._meta.db_table} c ON c.id = s.api_client_id
+WHERE c.id IS NULL OR (c.active AND (c.branch_id IS NULL OR c.branch_id = e.branch_id))
+ORDER BY e.id, s.id
+ON CONFLICT (subscription_id, event_id) DO NOTHING
+RETURNING d.id, d.attempts
+"""
+
+
+def _deliveries_create(*, event_type: str, event_ids: list[int], branch_ids: list[int | None]) -> int:
+    """One delivery per (event, matching subscription), in the current transaction; queue after commit.
+
+    A subscription owned by a branch-scoped API client only matches events of that branch (events
+    without a branch go to firm-wide subscribers only). A small batch is queued straight away
+    (already claimed for ``CLAIM_LEASE``); a big one is left due for the dispatcher.
+    """
+    if not event_ids:
+        return 0
+    direct = len(event_ids) <= DIRECT_ENQUEUE_LIMIT
+    with connection.cursor() as cursor:
+        cursor.execute(_DELIVERIES_INSERT, {
+            "delay": CLAIM_LEASE if direct else timedelta(0), "event_ids": event_ids, "branch_ids": branch_ids,
+            "event_type": json.dumps([event_type]),
+        })
+        rows = cursor.fetchall()
+    if rows:
+        from integrations import tasks
+
+        if direct and len(rows) <= DIRECT_ENQUEUE_LIMIT:
+            transaction.on_commit(lambda: [tasks.webhook_deliver.delay(pk, attempts) for pk, attempts in rows])
+        else:
+            if direct:  # many subscribers: make them due again for the dispatcher
+                WebhookDelivery.objects.filter(pk__in=[pk for pk, _a in rows]).update(next_attempt_at=timezone.now())
+            transaction.on_commit(tasks.webhook_dispatch_due.delay)
+    return len(rows)
+
+
+def webhook_events_emit(*, event_type: str, events: Iterable[tuple[dict, int | None]]) -> list[int]:
+    """Write many events of one type (``(payload, branch_id)`` pairs) and their deliveries.
+
+    Returns the new event ids. Nothing is written when no active subscription wants this type:
+    the outbox only holds what someone will receive.
+    """
+    _check_event_type(event_type)
+    if not _any_subscriber(event_type):
+        return []
+    events = list(events)
+    if not events:
+        return []
+    with transaction.atomic():
+        created = WebhookEvent.objects.bulk_create(
+            [WebhookEvent(event_type=event_type, payload=payload, branch_id=branch_id) for payload, branch_id in events]
+        )
+        ids = [e.pk for e in created]
+        _deliveries_create(event_type=event_type, event_ids=ids, branch_ids=[b for _p, b in events])
+    return ids
+
+
+def webhook_event_emit(*, event_type: str, payload: dict, branch_id: int | None = None) -> WebhookEvent | None:
+    """Outbox one event in the current transaction (see the module doc); None when nobody subscribes."""
+    ids = webhook_events_emit(event_type=event_type, events=[(payload, branch_id)])
+    return WebhookEvent.objects.get(pk=ids[0]) if ids else None
+
+
+def webhook_events_emit_sql(*, event_type: str, select_sql: str, params: dict) -> int:
+    """Set-based emit: ``select_sql`` yields ``(payload jsonb, branch_id)`` rows; one INSERT … SELECT
+    writes the events, one more their deliveries. Returns the number of events."""
+    _check_event_type(event_type)
+    if not _any_subscriber(event_type):
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {WebhookEvent._meta.db_table} (event_type, payload, branch_id) "
+            f"SELECT %(event_type)s, q.payload, q.branch_id FROM ({select_sql}) AS q(payload, branch_id) "
+            "RETURNING id, branch_id",
+            {**params, "event_type": event_type},
+        )
+        rows = cursor.fetchall()
+        _deliveries_create(event_type=event_type, event_ids=[r[0] for r in rows], branch_ids=[r[1] for r in rows])
+    return len(rows)
+
+
+# --- delivering ------------------------------------------------------------------------------
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+
+
+def _post(*, url: str, body: bytes, headers: dict) -> tuple[int | None, str]:
+    """(status code, error text) of one POST; the status is None when no answer came."""
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS,
+                                 allow_redirects=False)
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return response.status_code, ""
+    return response.status_code, f"HTTP {response.status_code}: {response.text[:300]}"[:500]
+
+
+def webhook_delivery_attempt(*, delivery_id: int, expected_attempts: int | None = None) -> WebhookDelivery | None:
+    """Make one attempt at a pending/retrying delivery; None when there is nothing to do.
+
+    The row stays locked (FOR UPDATE) while the request is in flight (≤ 10 s), so two workers
+    never send the same delivery at once; the second one waits, then sees the attempt count moved
+    on (``expected_attempts``) or the delivery finished, and returns.
+    """
+    with transaction.atomic():
+        delivery = (WebhookDelivery.objects.select_for_update(of=("self",))
+                    .select_related("subscription", "event")
+                    .filter(pk=delivery_id, status__in=[Status.PENDING, Status.RETRYING]).first())
+        if delivery is None or (expected_attempts is not None and delivery.attempts != expected_attempts):
+            return None
+        subscription, event = delivery.subscription, delivery.event
+        if not subscription.active:
+            delivery.status, delivery.last_error = Status.DEAD, "订阅已停用"
+            delivery.save(update_fields=["status", "last_error"])
+            return delivery
+        body = webhook_body(event)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-SCRM-Event": event.event_type,
+            "X-SCRM-Delivery": str(delivery.pk),
+            "X-SCRM-Timestamp": str(timestamp),
+            "X-SCRM-Signature": webhook_signature(secret=crypto.decrypt(subscription.secret_encrypted),
+                                                  timestamp=timestamp, body=body),
+        }
+        status_code, error = _post(url=subscription.url, body=body, headers=headers)
+        delivery.attempts += 1
+        delivery.last_status_code = status_code
+        delivery.last_error = error
+        now = timezone.now()
+        if not error:
+            delivery.status, delivery.delivered_at = Status.SUCCEEDED, now
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status = Status.DEAD
+        else:
+            delivery.status, delivery.next_attempt_at = Status.RETRYING, now + _backoff(delivery.attempts)
+        delivery.save(update_fields=["attempts", "last_status_code", "last_error", "status", "delivered_at",
+                                     "next_attempt_at"])
+    if delivery.status == Status.DEAD:
+        logger.warning("webhook delivery %s is dead after %s attempts: %s", delivery.pk, delivery.attempts, error)
+    return delivery
+
+
+_CLAIM_SQL = f"""
+WITH due AS (
+    SELECT id FROM {WebhookDelivery._meta.db_table}
+    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {WebhookDelivery._meta.db_table} AS d SET next_attempt_at = now() + %(lease)s
+FROM due WHERE d.id = due.id
+RETURNING d.id, d.attempts
+"""
+
+
+def webhook_deliveries_claim_due(*, batch: int = DISPATCH_BATCH) -> list[tuple[int, int]]:
+    """Claim up to ``batch`` due deliveries: ``(id, attempts)`` pairs, each now leased for ``CLAIM_LEASE``.
+
+    Rows another dispatcher (or a sending worker) holds are skipped, not waited for.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {"batch": batch, "lease": CLAIM_LEASE})
+        return [(pk, attempts) for pk, attempts in cursor.fetchall()]
+
+
+def webhook_dispatch_due(*, batch: int = DISPATCH_BATCH, max_batches: int = DISPATCH_MAX_BATCHES) -> int:
+    """Queue one delivery task per due delivery, in claimed batches; returns how many were queued."""
+    from integrations import tasks
+
+    queued = 0
+    for _batch in range(max_batches):
+        claimed = webhook_deliveries_claim_due(batch=batch)
+        for pk, attempts in claimed:
+            tasks.webhook_deliver.delay(pk, attempts)
+        queued += len(claimed)
+        if len(claimed) < batch:
+            break
+    return queued
+
+
+@transaction.atomic
+def webhook_delivery_redeliver(*, actor, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery again now, whatever its status (one more attempt for a dead one), with an audit row."""
+    delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+    delivery.status = Status.PENDING
+    delivery.next_attempt_at = timezone.now() + CLAIM_LEASE
+    delivery.save(update_fields=["status", "next_attempt_at"])
+    audit_record(actor=actor, action="webhook.redeliver", target_type="webhook_delivery", target_id=delivery.pk,
+                 details={"subscription": delivery.subscription_id, "event": delivery.event_id})
+    from integrations import tasks
+
+    pk, attempts = delivery.pk, delivery.attempts
+    transaction.on_commit(lambda: tasks.webhook_deliver.delay(pk, attempts))
+    return delivery
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+def webhook_secret_generate() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+@transaction.atomic
+def webhook_subscription_create(*, actor, url: str, event_types: list[str], name: str = "",
+                                secret: str | None = None,
+                                api_client: ApiClient | None = None) -> tuple[WebhookSubscription, str]:
+    """Create a subscription; returns it with the plaintext secret, which is shown once and stored encrypted."""
+    url = (url or "").strip()
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        raise ApplicationError(WebhookError.URL_INVALID, "回调地址应为 http(s) 网址",
+                               [{"field": "url", "message": "回调地址应为 http(s) 网址"}]) from None
+    event_types = list(dict.fromkeys(event_types or []))
+    if not event_types:
+        raise ApplicationError(WebhookError.EVENT_TYPES_REQUIRED, "请至少选择一种事件",
+                               [{"field": "event_types", "message": "请至少选择一种事件"}])
+    unknown = [t for t in event_types if t not in WebhookEventType.values]
+    if unknown:
+        message = f"未知的事件类型：{', '.join(map(str, unknown))}"
+        raise ApplicationError(WebhookError.EVENT_TYPE_UNKNOWN, message, [{"field": "event_types", "message": message}])
+    secret = (secret or "").strip() or webhook_secret_generate()
+    if len(secret) < 16:
+        raise ApplicationError(WebhookError.SECRET_TOO_SHORT, "密钥至少 16 个字符",
+                               [{"field": "secret", "message": "密钥至少 16 个字符"}])
+    name = (name or "").strip()[:100] or url[:100]
+    subscription = WebhookSubscription.objects.create(
+        name=name, url=url, event_types=event_types, secret_encrypted=crypto.encrypt(secret), api_client=api_client,
+    )
+    audit_record(actor=actor, action="webhook.subscription_create", target_type="webhook_subscription",
+                 target_id=subscription.pk, details={"url": url, "event_types": event_types,
+                                                     "api_client": api_client.pk if api_client else None})
+    return subscription, secret
+
+
+@transaction.atomic
+def webhook_subscription_delete(*, actor, subscription: WebhookSubscription) -> None:
+    audit_record(actor=actor, action="webhook.subscription_delete", target_type="webhook_subscription",
+                 target_id=subscription.pk, details={"url": subscription.url})
+    subscription.delete()
+
+
+# --- selectors -------------------------------------------------------------------------------
+
+def webhook_subscription_list(*, api_client: ApiClient | None = None, firm_wide: bool = False):
+    """An API client's own subscriptions, or (``firm_wide``, for admins) all of them."""
+    qs = WebhookSubscription.objects.select_related("api_client").order_by("-created_at", "-id")
+    if firm_wide:
+        return qs
+    return qs.filter(api_client=api_client) if api_client is not None else qs.none()
+
+
+def webhook_delivery_list(*, subscription: WebhookSubscription, limit: int = 200):
+    return (WebhookDelivery.objects.filter(subscription=subscription).select_related("event")
+            .order_by("-created_at", "-id")[:limit])
+
+
+def webhook_delivery_counts(*, subscription_ids: list[int]) -> dict[int, dict[str, int]]:
+    out: dict[int, dict[str, int]] = {}
+    for row in (WebhookDelivery.objects.filter(subscription_id__in=subscription_ids)
+                .values("subscription_id", "status").annotate(n=Count("id"))):
+        out.setdefault(row["subscription_id"], {})[row["status"]] = row["n"]
+    return out
+
