@@ -131,6 +131,14 @@ def rows_per_second(fn, rows: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of the web process (Linux /proc), to show it stays flat across batches."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=5000)
@@ -166,7 +174,11 @@ def main():
 
         customers_bulk = rows_per_second(lambda: bulk("/api/v1/customers/bulk_upsert/", "customers", customers, 5000),
                                          len(customers))
+        rss_before = rss_mb(proc.pid)
         events_bulk = rows_per_second(lambda: bulk("/api/v1/events/bulk/", "events", events, 10000), len(events))
+        again = [{**e, "event_id": "R" + e["event_id"]} for e in events]
+        bulk("/api/v1/events/bulk/", "events", again, 10000)
+        rss_after = rss_mb(proc.pid)
 
         n = min(args.baseline, len(customers))
         base_customers = [{**c, "external_id": "X" + c["external_id"]} for c in customers[:n]]
@@ -186,6 +198,8 @@ def main():
           f"{customers_base:,.0f} rows/s ({n:,} rows) → {customers_bulk / customers_base:.1f}×")
     print(f"events:    bulk {events_bulk:,.0f} rows/s ({len(events):,} rows) vs one-by-one ModelSerializer "
           f"{events_base:,.0f} rows/s ({n:,} rows) → {events_bulk / events_base:.1f}×")
+    print(f"web process memory: {rss_before:,.0f} MB before {2 * len(events):,} more event rows, "
+          f"{rss_after:,.0f} MB after ({rss_after - rss_before:+,.0f} MB)")
 
 
 if __name__ == "__main__":
