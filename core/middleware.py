@@ -1,6 +1,9 @@
 import re
 import uuid
 
+from django.conf import settings
+from django.utils import translation
+
 from core.logging import request_id_var
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -21,4 +24,25 @@ class RequestIdMiddleware:
         finally:
             request_id_var.reset(token)
         response["X-Request-ID"] = request.id
+        return response
+
+
+class LanguageMiddleware:
+    """Simplified Chinese unless the user chose another language (the language switch sets a cookie).
+
+    Unlike Django's LocaleMiddleware this ignores the browser's Accept-Language: the product is
+    Chinese first for everyone, English only on request.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        language = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+        if not translation.check_for_language(language) or language not in dict(settings.LANGUAGES):
+            language = settings.LANGUAGE_CODE
+        translation.activate(language)
+        request.LANGUAGE_CODE = translation.get_language()
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Language", request.LANGUAGE_CODE)
         return response

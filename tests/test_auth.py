@@ -64,6 +64,7 @@ def test_csrf_is_enforced_on_login(advisor):
 @pytest.mark.django_db
 def test_ui_is_chinese_by_default_and_english_on_request(client):
     assert "登录" in client.get(LOGIN).content.decode()
+    assert "登录" in client.get(LOGIN, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
     client.post(reverse("set_language"), {"language": "en", "next": LOGIN})
     english = client.get(LOGIN).content.decode()
     assert "Log in" in english and "用户名" not in english
