@@ -1,0 +1,114 @@
+"""The SQL compiler agrees with an independent Python evaluation of the same rule on generated data."""
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from customers.models import BehaviourEvent
+from customers.tests.factories import CustomerFactory, ProductFactory, TradeFactory
+from segments.rules import rule_queryset
+from tagging.models import CustomerTag, Tag
+
+pytestmark = pytest.mark.django_db
+
+LEVELS = ["C1", "C2", "C3", "C4", "C5"]
+TAGS = ["margin_intent", "idle_funds", "novice"]
+EVENT_TYPES = ["news_read", "fund_page_view"]
+PRODUCT_TYPES = ["fund", "stock"]
+NOW = timezone.now()
+
+
+@pytest.fixture
+def world(advisor):
+    """30 customers with random attributes, tags, trades and events; and the same facts in Python."""
+    rng = random.Random(7)
+    products = {t: ProductFactory(code=f"P-{t}", type=t) for t in PRODUCT_TYPES}
+    tags = {code: Tag.objects.get(code=code) for code in TAGS}
+    facts = {}
+    for i in range(30):
+        c = CustomerFactory(advisor=advisor, risk_level=rng.choice(LEVELS), gender=rng.choice("MFU"),
+                            total_assets=Decimal(rng.choice([0, 5000, 50000, 200000, 1000000])))
+        f = {"risk_level": c.risk_level, "gender": c.gender, "total_assets": c.total_assets, "tags": set(),
+             "trades": [], "events": []}
+        for code in TAGS:
+            if rng.random() < 0.4:
+                CustomerTag.objects.create(customer=c, tag=tags[code], source="manual", set_by_label="t")
+                f["tags"].add(code)
+        for k in range(rng.randint(0, 4)):
+            days, ptype, amount = rng.randint(0, 60), rng.choice(PRODUCT_TYPES), Decimal(rng.choice([100, 1000, 9000]))
+            TradeFactory(customer=c, product=products[ptype], traded_at=NOW - timedelta(days=days, hours=1),
+                         amount=amount, external_id=f"T{i}-{k}")
+            f["trades"].append((days, ptype, amount))
+        for k in range(rng.randint(0, 5)):
+            days, etype = rng.randint(0, 60), rng.choice(EVENT_TYPES)
+            BehaviourEvent.objects.create(event_id=f"E{i}-{k}", customer=c, type=etype,
+                                          occurred_at=NOW - timedelta(days=days, hours=1))
+            f["events"].append((days, etype))
+        facts[c.pk] = f
+    return facts
+
+
+def _compare(op, left, right):
+    return {"eq": left == right, "ne": left != right, "gt": left > right, "gte": left >= right,
+            "lt": left < right, "lte": left <= right}[op]
+
+
+def evaluate(rule, f) -> bool:
+    """The plain-Python reading of the rule language (segments/rules.py docstring)."""
+    if "rules" in rule:
+        results = [evaluate(child, f) for child in rule["rules"]]
+        value = all(results) if rule["op"] == "and" else any(results)
+    elif rule["type"] == "attribute":
+        actual = f[rule["field"]]
+        if rule["op"] in ("in", "not_in"):
+            value = (actual in rule["value"]) == (rule["op"] == "in")
+        else:
+            value = _compare(rule["op"], actual, Decimal(str(rule["value"])) if rule["field"] == "total_assets"
+                             else rule["value"])
+    elif rule["type"] == "tag":
+        value = (rule["tag"] in f["tags"]) == (rule["op"] == "has")
+    elif rule["type"] == "trades":
+        rows = [t for t in f["trades"] if t[0] < rule["within_days"]
+                and (not rule.get("product_type") or t[1] == rule["product_type"])]
+        measure = len(rows) if rule["measure"] == "count" else sum((t[2] for t in rows), Decimal(0))
+        value = _compare(rule["op"], measure, Decimal(str(rule["value"])))
+    else:
+        rows = [e for e in f["events"] if e[0] < rule["within_days"] and e[1] == rule["event_type"]]
+        value = _compare(rule["op"], len(rows), rule["value"])
+    return not value if rule.get("not") else value
+
+
+COUNT_OPS = st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"])
+WINDOW = st.sampled_from([7, 30, 90])
+conditions = st.one_of(
+    st.fixed_dictionaries({"type": st.just("attribute"), "field": st.just("risk_level"),
+                           "op": st.sampled_from(["in", "not_in"]),
+                           "value": st.lists(st.sampled_from(LEVELS), min_size=1, max_size=3, unique=True)}),
+    st.fixed_dictionaries({"type": st.just("attribute"), "field": st.just("gender"), "op": st.sampled_from(["eq", "ne"]),
+                           "value": st.sampled_from("MFU")}),
+    st.fixed_dictionaries({"type": st.just("attribute"), "field": st.just("total_assets"), "op": COUNT_OPS,
+                           "value": st.sampled_from([0, 5000, 60000, 1000000])}),
+    st.fixed_dictionaries({"type": st.just("tag"), "op": st.sampled_from(["has", "has_not"]),
+                           "tag": st.sampled_from(TAGS)}),
+    st.fixed_dictionaries({"type": st.just("trades"), "measure": st.sampled_from(["count", "amount"]), "op": COUNT_OPS,
+                           "value": st.sampled_from([0, 1, 2, 1000, 5000]), "within_days": WINDOW},
+                          optional={"product_type": st.sampled_from(PRODUCT_TYPES)}),
+    st.fixed_dictionaries({"type": st.just("events"), "event_type": st.sampled_from(EVENT_TYPES), "op": COUNT_OPS,
+                           "value": st.sampled_from([0, 1, 2, 3]), "within_days": WINDOW}),
+).flatmap(lambda c: st.booleans().map(lambda negate: {**c, "not": negate}))
+rules = st.recursive(conditions, lambda children: st.fixed_dictionaries({
+    "op": st.sampled_from(["and", "or"]), "not": st.booleans(),
+    "rules": st.lists(children, min_size=1, max_size=3)}), max_leaves=6)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rule=rules)
+def test_sql_matches_python(world, rule):
+    tree = rule if "rules" in rule else {"op": "and", "rules": [rule]}
+    expected = {pk for pk, facts in world.items() if evaluate(tree, facts)}
+    assert set(rule_queryset(tree, now=NOW).values_list("pk", flat=True)) == expected
