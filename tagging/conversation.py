@@ -573,7 +573,7 @@ def suggestion_confirm(*, user, suggestion: TagSuggestion) -> CustomerTag:
     _check_may_decide(user=user, suggestion=suggestion)
     suggestion = _lock_pending(suggestion)
     tag, now = suggestion.tag, timezone.now()
-    expires_at = now + timedelta(days=tag.default_ttl_days) if tag.default_ttl_days else None
+    expires_at = tag.expiry_from(now)
     evidence_data = {"suggestion_id": suggestion.pk, "source_type": suggestion.source_type,
                      "source_id": suggestion.source_id,
                      **{k: v for k, v in suggestion.detail.items() if k in ("keyword", "time", "due_month")}}

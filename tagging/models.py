@@ -54,6 +54,12 @@ class Tag(models.Model):
     def __str__(self):
         return self.name
 
+    def expiry_from(self, now):
+        """When a tag set at ``now`` expires by default (None: it does not)."""
+        from datetime import timedelta
+
+        return now + timedelta(days=self.default_ttl_days) if self.default_ttl_days else None
+
     @property
     def is_opportunity(self) -> bool:
         return self.category.kind == TagCategory.Kind.OPPORTUNITY

@@ -1,7 +1,6 @@
 """标签 pages: taxonomy and rule editor for operators; manual and bulk tagging for whoever serves the client."""
 
 import json
-from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -157,7 +156,7 @@ def customer_tag_add(request, external_id):
     if not form.is_valid():
         return _tag_section(request, customer, form, status=400)
     tag = form.cleaned_data["tag"]
-    expires = timezone.now() + timedelta(days=tag.default_ttl_days) if tag.default_ttl_days else None
+    expires = tag.expiry_from(timezone.now())
     services.customer_tag_add(customer=customer, tag=tag, source=TagSource.MANUAL, actor=request.user,
                               evidence=form.cleaned_data["evidence"], expires_at=expires)
     return _tag_section(request, customer)
