@@ -4,7 +4,6 @@ The rule is the segment rule language (segments/rules.py): the same compiler dec
 """
 
 import json
-from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -13,6 +12,16 @@ from core.errors import ApplicationError
 from core.services import audit_record
 from segments.rules import rule_compile, rule_validate
 from tagging.models import Tag, TagRule
+
+
+def _tags_changed(*, tag: Tag, added: list[int], removed: list[int], source: str) -> None:
+    """Tell TAG_CHANGED_HOOKS (webhooks) about each change, as the single-customer service does."""
+    from tagging.services import tag_changed_notify
+
+    for customer_id in added:
+        tag_changed_notify(customer_id=customer_id, tag_code=tag.code, action="added", source=source)
+    for customer_id in removed:
+        tag_changed_notify(customer_id=customer_id, tag_code=tag.code, action="removed", source=source)
 
 
 def _matched_sql(rule: dict, now, customer_ids: list[int] | None):
@@ -52,7 +61,7 @@ def tag_rule_apply(*, tag_rule: TagRule, customer_ids: list[int] | None = None, 
     tag = tag_rule.tag
     rule_validate(tag_rule.rule)
     matched_sql, matched_params = _matched_sql(tag_rule.rule, now, customer_ids)
-    expires = now + timedelta(days=tag.default_ttl_days) if tag.default_ttl_days else None
+    expires = tag.expiry_from(now)
     label = f"规则：{tag.name}"
     evidence = json.dumps(tag_rule.rule, ensure_ascii=False)
     scope_sql = "AND ct.customer_id = ANY(%s)" if customer_ids is not None else ""
@@ -93,7 +102,9 @@ def tag_rule_apply(*, tag_rule: TagRule, customer_ids: list[int] | None = None, 
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
                 SELECT customer_id, %s, 'removed', 'rule', %s, '不再满足规则', %s FROM removed
             )
-            SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM added), (SELECT count(*) FROM removed)
+            SELECT (SELECT count(*) FROM upserted),
+                   (SELECT coalesce(array_agg(customer_id), '{{}}') FROM added),
+                   (SELECT coalesce(array_agg(customer_id), '{{}}') FROM removed)
         """, [*matched_params,
               tag.pk, label, evidence, json.dumps({"rule": tag_rule.rule}), now, expires,
               tag.pk, label, evidence, now,
@@ -101,7 +112,9 @@ def tag_rule_apply(*, tag_rule: TagRule, customer_ids: list[int] | None = None, 
               label, now,
               tag_rule.remove_when_unmatched, tag.pk, *scope_params,
               tag.pk, label, now])
-        matched, added, removed = cur.fetchone()
+        matched, added_ids, removed_ids = cur.fetchone()
+    _tags_changed(tag=tag, added=added_ids, removed=removed_ids, source="rule")
+    added, removed = len(added_ids), len(removed_ids)
     if customer_ids is None:
         TagRule.objects.filter(pk=tag_rule.pk).update(last_run_at=now, last_matched=matched)
     return {"matched": matched, "added": added, "removed": removed}
@@ -125,7 +138,7 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
     user_id = actor.pk if getattr(actor, "pk", None) else None
     with connection.cursor() as cur:
         if add:
-            expires = now + timedelta(days=tag.default_ttl_days) if tag.default_ttl_days else None
+            expires = tag.expiry_from(now)
             cur.execute("""
                 WITH ins AS (
                     INSERT INTO tagging_customertag
@@ -147,6 +160,7 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
                 )
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
                 SELECT customer_id, %s, 'added', 'manual', %s, %s, %s FROM ins
+                RETURNING customer_id
             """, [tag.pk, user_id, label, evidence, now, expires, customer_ids,
                   tag.exclusive_group, tag.exclusive_group, tag.pk, label, now,
                   tag.pk, label, evidence, now])
@@ -158,8 +172,11 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
                 )
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
                 SELECT customer_id, %s, 'removed', 'manual', %s, %s, %s FROM del
+                RETURNING customer_id
             """, [tag.pk, customer_ids, tag.pk, label, evidence, now])
-        changed = cur.rowcount
+        changed_ids = [row[0] for row in cur.fetchall()]
+    changed = len(changed_ids)
+    _tags_changed(tag=tag, added=changed_ids if add else [], removed=[] if add else changed_ids, source="manual")
     audit_record(actor=actor, action="tag.bulk_add" if add else "tag.bulk_remove", target_type="tag",
                  target_id=tag.code, details={"customers": len(customer_ids), "changed": changed})
     return changed

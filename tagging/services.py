@@ -17,7 +17,7 @@ History = CustomerTagHistory.Action
 TAG_CHANGED_HOOKS: list = []
 
 
-def _tag_changed(*, customer_id: int, tag_code: str, action: str, source: str) -> None:
+def tag_changed_notify(*, customer_id: int, tag_code: str, action: str, source: str) -> None:
     for hook in TAG_CHANGED_HOOKS:
         transaction.on_commit(lambda hook=hook: hook(customer_id, tag_code, action, source), robust=True)
 
@@ -53,7 +53,7 @@ def _displace_exclusive(*, customer, tag: Tag, source: str, label: str, now: dat
                  source=source, label=label,
                  evidence="已过有效期" if expired else f"互斥：由「{tag.name}」替换")
         row.delete()
-        _tag_changed(customer_id=customer.pk, tag_code=row.tag.code, action="removed", source=source)
+        tag_changed_notify(customer_id=customer.pk, tag_code=row.tag.code, action="removed", source=source)
 
 
 @transaction.atomic
@@ -83,7 +83,7 @@ def customer_tag_add(*, customer, tag: Tag, source: str, actor, evidence: str = 
         row = CustomerTag.objects.create(customer=customer, tag=tag, source=source, set_by=user, set_by_label=label,
                                          evidence=evidence, evidence_data=evidence_data, expires_at=expires_at)
         _history(customer=customer, tag=tag, action=History.ADDED, source=source, label=label, evidence=evidence)
-        _tag_changed(customer_id=customer.pk, tag_code=tag.code, action="added", source=source)
+        tag_changed_notify(customer_id=customer.pk, tag_code=tag.code, action="added", source=source)
         return row
     wanted = {"source": source, "evidence": evidence, "evidence_data": evidence_data, "expires_at": expires_at}
     changed = [name for name, value in wanted.items() if getattr(existing, name) != value]
@@ -108,5 +108,5 @@ def customer_tag_remove(*, customer, tag: Tag, source: str, actor, reason: str =
     if not deleted:
         return False
     _history(customer=customer, tag=tag, action=History.REMOVED, source=source, label=label, evidence=reason)
-    _tag_changed(customer_id=customer.pk, tag_code=tag.code, action="removed", source=source)
+    tag_changed_notify(customer_id=customer.pk, tag_code=tag.code, action="removed", source=source)
     return True

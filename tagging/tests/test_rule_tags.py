@@ -68,3 +68,24 @@ def test_bulk_set_respects_exclusive_groups_and_expiry_moves_to_history(advisor)
     assert CustomerTag.objects.current().filter(tag=margin).count() == 1
     assert tags_expire() == 1
     assert CustomerTagHistory.objects.filter(tag=margin, action="expired", customer=customers[0]).exists()
+
+
+def test_bulk_and_rule_tagging_notify_the_tag_hooks_like_single_tagging(advisor, django_capture_on_commit_callbacks):
+    from tagging import services
+
+    seen = []
+    services.TAG_CHANGED_HOOKS.append(lambda *args: seen.append(args))
+    try:
+        a, b = CustomerFactory(advisor=advisor), CustomerFactory(advisor=advisor)
+        with django_capture_on_commit_callbacks(execute=True):
+            customer_tags_bulk_set(customer_ids=[a.pk, b.pk], tag=Tag.objects.get(code="idle_funds"), add=True,
+                                   actor=advisor)
+        assert sorted(seen) == sorted([(a.pk, "idle_funds", "added", "manual"), (b.pk, "idle_funds", "added", "manual")])
+        seen.clear()
+        _views(a, 3)
+        rule = TagRule.objects.create(tag=Tag.objects.get(code="fund_interest"), rule=RULE, enabled=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            tag_rule_apply(tag_rule=rule)
+        assert seen == [(a.pk, "fund_interest", "added", "rule")]
+    finally:
+        services.TAG_CHANGED_HOOKS.pop()
