@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "groups",
     "dashboards",
     "integrations",
+    "integrations.wecom",
 ]
 
 MIDDLEWARE = [
@@ -138,6 +139,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     "customers.import_files_purge.daily": {"task": "customers.import_files_purge", "schedule": crontab(hour=3, minute=0)},
     # webhook deliveries that are due (new, retrying, or whose claim lapsed); no long ETAs
     "integrations.webhook_dispatch_due": {"task": "integrations.webhook_dispatch_due", "schedule": 30.0},
+    # saved segments: membership diffs after the hourly tag rules; each rebuild records the day's size
+    "segments.rebuild_all.hourly": {"task": "segments.rebuild_all", "schedule": crontab(minute=20)},
+    # WeCom callbacks whose processing task was lost (stored first, so nothing is dropped)
+    "wecom.callbacks_process_pending": {"task": "wecom.callbacks_process_pending", "schedule": 60.0},
+    "wecom.transfer_results_poll": {"task": "wecom.transfer_results_poll", "schedule": 600.0},
+    "groups.daily_stats": {"task": "groups.daily_stats", "schedule": crontab(hour=0, minute=10)},
 }
 
 # --- CRM pull sync (integrations/crm): on beat only when a CRM is configured ----------------
@@ -146,6 +153,17 @@ CRM_API_TOKEN = env("CRM_API_TOKEN", default="")
 CRM_PAGE_SIZE = env.int("CRM_PAGE_SIZE", default=500)
 if CRM_BASE_URL:
     CELERY_BEAT_SCHEDULE["integrations.crm_sync"] = {"task": "integrations.crm_sync", "schedule": 600.0}
+
+# --- WeCom (integrations/wecom): every secret from the environment --------------------------
+# WECOM_API_BASE_URL is https://qyapi.weixin.qq.com in production; `make run` and the tests point it
+# at the local sandbox (integrations/wecom/sandbox.py). Sync runs on beat only when a corp is set.
+WECOM_API_BASE_URL = env("WECOM_API_BASE_URL", default="https://qyapi.weixin.qq.com")
+WECOM_CORP_ID = env("WECOM_CORP_ID", default="")
+WECOM_SECRET = env("WECOM_SECRET", default="")
+WECOM_CALLBACK_TOKEN = env("WECOM_CALLBACK_TOKEN", default="")
+WECOM_CALLBACK_AES_KEY = env("WECOM_CALLBACK_AES_KEY", default="")
+if WECOM_CORP_ID and WECOM_SECRET:
+    CELERY_BEAT_SCHEDULE["wecom.sync"] = {"task": "wecom.sync", "schedule": crontab(minute="*/30")}
 
 # --- auth --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"

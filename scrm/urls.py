@@ -19,6 +19,9 @@ urlpatterns = [
     path("accounts/", include("core.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("segments/", include("segments.urls")),
+    path("groups/", include("groups.urls")),
+    path("integrations/wecom/", include("integrations.wecom.urls")),
     path("integrations/", include("integrations.urls")),
     path("api/v1/", include("integrations.api.urls")),
     re_path(r"^api/", core_views.api_not_found, name="api_not_found"),  # unknown API routes: 404 in the API shape

@@ -5,9 +5,11 @@ object of another scope for it; a new URL without one must be listed in PAGES_WI
 where the test checks that another scope's customers do not show up on it.
 """
 
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
@@ -81,6 +83,25 @@ OBJECT_KWARGS = {
     # API clients are firm-wide admin objects too
     "client_id": lambda objs: _api_client(),
 }
+
+
+def _register_area_urls():
+    """Areas list their own URLs in ``<app>/tests/scope_urls.py`` (``PAGES_WITHOUT_OBJECTS``, a set, and
+    ``OBJECT_KWARGS``, factories taking the ``foreign`` objects), so adding an area touches only its app."""
+    for app in apps.get_app_configs():
+        try:
+            module = importlib.import_module(f"{app.name}.tests.scope_urls")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"{app.name}.tests", f"{app.name}.tests.scope_urls"):
+                raise
+            continue
+        PAGES_WITHOUT_OBJECTS.update(getattr(module, "PAGES_WITHOUT_OBJECTS", set()))
+        clashes = set(OBJECT_KWARGS) & set(getattr(module, "OBJECT_KWARGS", {}))
+        assert not clashes, f"{module.__name__} redefines {clashes}"
+        OBJECT_KWARGS.update(getattr(module, "OBJECT_KWARGS", {}))
+
+
+_register_area_urls()
 
 
 def _api_client():
