@@ -29,7 +29,10 @@ EXEMPT_PREFIXES = ("admin:", "healthz", "login", "logout", "password_change", "p
                    # REST API: Bearer keys, not staff sessions (a session alone gets 401). Branch scope of every
                    # api: route with an object is proved by integrations/tests/test_api_auth.py::
                    # test_branch_scoped_client_gets_404_for_another_branch_on_every_api_object_url
-                   "api:", "api_not_found")
+                   "api:", "api_not_found",
+                   # WeCom's server calls it, signed with the callback token: no session, no customer pages;
+                   # integrations/wecom/tests prove a bad signature gets 403 and changes nothing
+                   "wecom:callback")
 
 
 def _walk(resolver, namespace=""):

@@ -1,4 +1,7 @@
-from django.urls import path  # noqa: F401
+"""/integrations/wecom/ (namespace "wecom"): sync runs and the review queue (urls_sync), the callback,
+contact ways and transfers (urls_ops)."""
+
+from integrations.wecom import urls_ops, urls_sync
 
 app_name = "wecom"
-urlpatterns: list = []
+urlpatterns = [*urls_sync.urlpatterns, *urls_ops.urlpatterns]

@@ -1,0 +1,1 @@
+"""Celery tasks for WeCom callbacks, contact ways and transfers (thin)."""

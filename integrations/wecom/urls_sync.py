@@ -1,0 +1,3 @@
+"""Sync runs and the contact review queue."""
+
+urlpatterns: list = []
