@@ -216,3 +216,5 @@ def _default_taxonomy(request):
     if not apps.get_model("tagging", "Tag").objects.exists():
         defaults_load(apps.get_model)
         importlib.import_module("tagging.migrations.0003_default_conversation_rules").load(apps, None)
+    if not apps.get_model("sop", "GuardPolicy").objects.exists():  # trading calendar, forbidden phrases, guards
+        importlib.import_module("sop.migrations.0002_calendar_phrases_policy").seed(apps, None)

@@ -165,6 +165,19 @@ WECOM_CALLBACK_AES_KEY = env("WECOM_CALLBACK_AES_KEY", default="")
 if WECOM_CORP_ID and WECOM_SECRET:
     CELERY_BEAT_SCHEDULE["wecom.sync"] = {"task": "wecom.sync", "schedule": crontab(minute="*/30")}
 
+# --- SOP engine (sop/engine.py) and the SMS/app-push gateway (sop/providers.py) ------------------
+# MESSAGING_BASE_URL: the provider gateway; `make run` and the tests start sop/provider_sandbox.py.
+MESSAGING_BASE_URL = env("MESSAGING_BASE_URL", default="")
+MESSAGING_API_TOKEN = env("MESSAGING_API_TOKEN", default="sandbox-token")
+SOP_CLAIM_TIMEOUT = env.int("SOP_CLAIM_TIMEOUT", default=120)  # seconds before a claimed step is claimed again
+SOP_TICK_SECONDS = env.float("SOP_TICK_SECONDS", default=5.0)
+# the dispatcher has its own queue, so touch sending scales (and is tested) apart from other work;
+# every worker command below consumes both queues: `celery -A scrm worker -Q celery,sop`
+CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}}
+CELERY_BEAT_SCHEDULE["sop.tick"] = {"task": "sop.tick", "schedule": SOP_TICK_SECONDS}
+CELERY_BEAT_SCHEDULE["sop.triggers_scan"] = {"task": "sop.triggers_scan", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["sop.calendar_check"] = {"task": "sop.calendar_check", "schedule": crontab(hour=7, minute=0)}
+
 # --- auth --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]

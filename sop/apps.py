@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class SopConfig(AppConfig):
     name = "sop"
     verbose_name = "SOP 旅程"
+
+    def ready(self):
+        from sop.triggers import hooks_register
+
+        hooks_register()

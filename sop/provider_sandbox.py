@@ -1,0 +1,139 @@
+"""A local SMS and app-push provider: what the SOP engine talks to in development and tests.
+Standard library only. ``python -m sop.provider_sandbox --port 8766 [--token T]``.
+
+Like real providers it takes a client-supplied idempotency key per message and accepts each key
+once: a resent key answers ``duplicate`` with the first message id, so a dispatcher that crashed
+after the send and retries never reaches the client twice.
+
+``POST /v1/{sms|push}/send_batch`` (``Authorization: Bearer <token>``)
+    ``{"messages": [{"idempotency_key": "...", "to": "<mobile or customer id>", "content": "..."}]}``
+    → ``{"results": [{"idempotency_key", "message_id", "status": "accepted"|"duplicate"|"rejected", "error"}]}``
+``POST /admin/fail`` ``{"count": N}``: the next N batches answer 503. ``GET /admin/state``: accepted
+messages per channel, duplicate resends, and every key seen. ``POST /admin/reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DEFAULT_TOKEN = "sandbox-token"
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+
+class ProviderSandbox:
+    def __init__(self, token: str = DEFAULT_TOKEN):
+        self.token = token
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.messages: dict[str, dict] = {}
+            self.duplicates = 0
+            self.fail_next = 0
+
+    def send(self, channel: str, messages: list) -> tuple[int, dict]:
+        with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                return 503, {"error": "provider temporarily unavailable"}
+            results = []
+            for m in messages:
+                key, to, content = m.get("idempotency_key"), str(m.get("to", "")), m.get("content", "")
+                if not key or not content or (channel == "sms" and not MOBILE.match(to)):
+                    results.append({"idempotency_key": key, "status": "rejected", "error": "invalid message"})
+                    continue
+                if key in self.messages:
+                    self.duplicates += 1
+                    results.append({"idempotency_key": key, "message_id": self.messages[key]["message_id"],
+                                    "status": "duplicate"})
+                    continue
+                message_id = f"{channel}-{len(self.messages) + 1:09d}"
+                self.messages[key] = {"message_id": message_id, "channel": channel, "to": to, "content": content}
+                results.append({"idempotency_key": key, "message_id": message_id, "status": "accepted"})
+            return 200, {"results": results}
+
+    def state(self) -> dict:
+        with self.lock:
+            per_channel: dict[str, int] = {}
+            for m in self.messages.values():
+                per_channel[m["channel"]] = per_channel.get(m["channel"], 0) + 1
+            return {"accepted": per_channel, "duplicates": self.duplicates, "keys": sorted(self.messages)}
+
+
+def _handler(sandbox: ProviderSandbox):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, status, body):
+            data = json.dumps(body, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                return json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                return None
+
+        def do_GET(self):
+            if self.path == "/admin/state":
+                return self._reply(200, sandbox.state())
+            return self._reply(404, {"error": "not found"})
+
+        def do_POST(self):
+            body = self._body()
+            if body is None:
+                return self._reply(400, {"error": "body is not JSON"})
+            if self.path == "/admin/reset":
+                sandbox.reset()
+                return self._reply(200, {"ok": True})
+            if self.path == "/admin/fail":
+                sandbox.fail_next = int(body.get("count", 1))
+                return self._reply(200, {"ok": True})
+            match = re.fullmatch(r"/v1/(sms|push)/send_batch", self.path)
+            if not match:
+                return self._reply(404, {"error": "not found"})
+            if self.headers.get("Authorization") != f"Bearer {sandbox.token}":
+                return self._reply(401, {"error": "bad token"})
+            if not isinstance(body.get("messages"), list) or len(body["messages"]) > 1000:
+                return self._reply(400, {"error": "messages: a list of at most 1000"})
+            status, answer = sandbox.send(match.group(1), body["messages"])
+            return self._reply(status, answer)
+
+    return Handler
+
+
+def sandbox_serve(*, port: int = 0, token: str = DEFAULT_TOKEN):
+    """Start in a thread (tests): returns (sandbox, server); ``server.server_address[1]`` is the port."""
+    sandbox = ProviderSandbox(token)
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(sandbox))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return sandbox, server
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--token", default=os.environ.get("MESSAGING_API_TOKEN", DEFAULT_TOKEN))
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(ProviderSandbox(args.token)))
+    print(f"SMS/push provider sandbox on http://127.0.0.1:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

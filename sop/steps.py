@@ -1,0 +1,292 @@
+"""What each step type does, for a batch of step runs of that type (called by sop/engine.py inside
+the batch's transaction). A handler returns a StepResult per step run and never commits itself.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from django.utils import timezone
+
+from core.crypto import decrypt
+from sop.calendar import CalendarUnknown, next_trading_day
+from sop.definition import MESSAGE_STEPS
+
+
+@dataclass
+class StepResult:
+    outcome: str = "done"
+    next_step: str | None = None  # None: the step's "next"
+    next_due_at: datetime | None = None
+    block_reason: str = ""
+    defer_until: datetime | None = None
+    retry: bool = False
+    dead: bool = False
+    error: str = ""
+    touch_id: int | None = None
+    detail: dict = field(default_factory=dict)
+
+
+def _step(run) -> dict:
+    return next(s for s in run.enrollment.version.definition["steps"] if s["id"] == run.step_id)
+
+
+def run_steps(step_type: str, runs: list, *, now) -> dict[int, StepResult]:
+    handler = HANDLERS[step_type]
+    return handler(runs, now=now)
+
+
+# --- wait / branch -------------------------------------------------------------------------
+
+def _at(day, hhmm: str, tz) -> datetime:
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    return timezone.make_aware(datetime.combine(day, time(hour, minute)), tz)
+
+
+def _wait(runs, *, now):
+    results = {}
+    local = timezone.localtime(now)
+    for run in runs:
+        step = _step(run)
+        if step.get("minutes"):
+            due = now + timedelta(minutes=step["minutes"])
+        elif step.get("until_time"):
+            due = _at(local.date(), step["until_time"], local.tzinfo)
+            if due <= now:
+                due = _at(local.date() + timedelta(days=1), step["until_time"], local.tzinfo)
+        else:
+            try:
+                due = _at(next_trading_day(local.date()), step.get("at", "09:00"), local.tzinfo)
+            except CalendarUnknown as exc:  # hold and say why; never guess open or closed
+                results[run.pk] = StepResult(outcome="held_calendar", defer_until=now + timedelta(hours=6),
+                                             detail={"held": exc.message})
+                continue
+        results[run.pk] = StepResult(outcome="waited", next_due_at=due)
+    return results
+
+
+def _ab_variant(run, percent_a: int) -> str:
+    digest = hashlib.sha256(f"ab:{run.enrollment_id}:{run.step_id}".encode()).digest()
+    return "A" if int.from_bytes(digest[:4], "big") % 100 < percent_a else "B"
+
+
+def _branch(runs, *, now):
+    from customers.models import Customer, Touch
+    from segments.rules import rule_compile
+    from tagging.models import CustomerTag
+    from sop.models import Enrollment
+
+    results = {}
+    by_step: dict[tuple, list] = {}
+    for run in runs:
+        by_step.setdefault((run.enrollment.version_id, run.step_id), []).append(run)
+    for group in by_step.values():
+        step = _step(group[0])
+        condition = step["condition"]
+        ids = [r.enrollment.customer_id for r in group]
+        kind = condition["kind"]
+        if kind == "rule":
+            true_ids = set(Customer.objects.filter(pk__in=ids).filter(rule_compile(condition["rule"], now=now))
+                           .values_list("pk", flat=True))
+        elif kind == "replied":
+            since = now - timedelta(hours=condition["within_hours"])
+            true_ids = set(Touch.objects.filter(customer_id__in=ids, direction="in", occurred_at__gte=since)
+                           .values_list("customer_id", flat=True))
+        elif kind == "tag":
+            true_ids = set(CustomerTag.objects.filter(customer_id__in=ids, tag__code=condition["tag"])
+                           .values_list("customer_id", flat=True))
+        else:
+            true_ids = set()
+        for run in group:
+            if kind == "ab":
+                variant = _ab_variant(run, condition["percent_a"])
+                Enrollment.objects.filter(pk=run.enrollment_id, variant="").update(variant=variant)
+                taken = variant == "A"
+            else:
+                taken = run.enrollment.customer_id in true_ids
+            branch = "then" if taken else "else"
+            results[run.pk] = StepResult(outcome=branch, next_step=step.get(branch) or "")
+    return results
+
+
+# --- touches -------------------------------------------------------------------------------
+
+def _messages(runs, *, now):
+    """SMS / app push / WeCom 1:1 / WeCom group: guards, render, send or prepare, record the touch."""
+    from customers.models import Touch
+    from sop.guards import TouchCandidate, guards_check
+    from sop.models import MessageTemplate
+    from sop.templates_lint import template_render
+
+    results = {}
+    templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={_step(r)["template"] for r in runs})}
+    approved = {pk: t.approved_version() for pk, t in templates.items()}
+    candidates, ready = [], []
+    for run in runs:
+        step = _step(run)
+        version = approved.get(step["template"])
+        channel = MESSAGE_STEPS[step["type"]]
+        if version is None:
+            results[run.pk] = StepResult(outcome="blocked", block_reason="template_not_approved")
+            continue
+        candidates.append(TouchCandidate(key=run.pk, customer=run.enrollment.customer, channel=channel,
+                                         product=version.product, executor=step.get("executor", "system")))
+        ready.append((run, step, version, channel))
+    verdicts = guards_check(candidates, now=now)
+    touches, sends = {}, {"sms": [], "app_push": []}
+    for run, step, version, channel in ready:
+        customer = run.enrollment.customer
+        content = template_render(version, customer=customer, advisor=customer.advisor)
+        verdict = verdicts.get(run.pk)
+        if verdict and verdict[0] == "defer":
+            results[run.pk] = StepResult(outcome="deferred_quiet_hours", defer_until=verdict[1])
+            continue
+        blocked = verdict[1] if verdict else ""
+        touches[run.pk] = Touch(customer=customer, channel=channel, content=content,
+                                status=Touch.Status.BLOCKED if blocked else Touch.Status.QUEUED,
+                                staff=customer.advisor if step.get("executor") == "advisor" else None,
+                                source=f"sop:{run.enrollment.journey_id}", occurred_at=now)
+        results[run.pk] = StepResult(outcome="blocked" if blocked else "queued", block_reason=blocked,
+                                     detail={"template_version": version.pk})
+        if not blocked and channel in sends:
+            to = decrypt(customer.mobile_encrypted) if channel == "sms" and customer.mobile_encrypted else customer.external_id
+            sends[channel].append({"idempotency_key": run.idempotency_key, "to": to, "content": content, "_run": run})
+    _provider_send(sends, touches, results)
+    _advisor_prepare([r for r in ready if r[3] in ("wecom", "wecom_group")], touches, results, now)
+    created = Touch.objects.bulk_create(list(touches.values()))
+    for key, touch in zip(list(touches), created, strict=True):
+        results[key].touch_id = touch.pk
+    return results
+
+
+def _provider_send(sends, touches, results):
+    from customers.models import Touch
+    from sop.providers import ProviderUnavailable, send_batch
+
+    for channel, messages in sends.items():
+        if not messages:
+            continue
+        try:
+            answers = send_batch(channel, [{k: v for k, v in m.items() if k != "_run"} for m in messages])
+        except ProviderUnavailable as exc:
+            for m in messages:
+                touches.pop(m["_run"].pk, None)
+                results[m["_run"].pk] = StepResult(retry=True, error=exc.message)
+            continue
+        for m in messages:
+            run, answer = m["_run"], answers.get(m["idempotency_key"])
+            if answer is None or not answer.accepted:
+                touches[run.pk].status = Touch.Status.FAILED
+                error = answer.error if answer else "no answer"
+                results[run.pk] = StepResult(outcome="failed", dead=True, error=f"服务商拒收：{error}",
+                                             detail={"provider_error": error})
+                continue
+            touches[run.pk].status = Touch.Status.SENT
+            results[run.pk].outcome = "sent"
+            results[run.pk].detail.update(message_id=answer.message_id, duplicate_resend=answer.duplicate)
+
+
+def _advisor_prepare(items, touches, results, now):
+    """WeCom messages go out from the advisor's WeCom: a task with the prepared text for the advisor
+    (the group-message template is created in WeCom when it is configured)."""
+    from customers.models import Task
+
+    tasks = []
+    for run, step, _version, channel in items:
+        if results[run.pk].block_reason or run.pk not in touches:
+            continue
+        customer = run.enrollment.customer
+        owner = customer.advisor
+        label = f"{run.enrollment.journey.name} · {step['id']}"
+        title = ("发送企业微信消息给 " if channel == "wecom" else "在客户群发送消息：") + customer.name
+        tasks.append((run, Task(customer=customer, assignee=owner, title=title[:200], due_at=now + timedelta(hours=24),
+                                source="sop_wecom", source_label=label[:200], outcome_note="")))
+        results[run.pk].outcome = "prepared"
+        results[run.pk].detail["text"] = touches[run.pk].content
+    created = Task.objects.bulk_create([t for _, t in tasks])
+    for (run, _), task in zip(tasks, created, strict=True):
+        results[run.pk].detail["task_id"] = task.pk
+    from sop.wecom_send import wecom_templates_create
+
+    wecom_templates_create([(run, results[run.pk]) for run, _ in tasks])
+
+
+# --- actions -------------------------------------------------------------------------------
+
+def _task(runs, *, now):
+    from customers.models import Task
+
+    results, tasks = {}, []
+    for run in runs:
+        step, customer = _step(run), run.enrollment.customer
+        if customer.advisor_id is None or not customer.advisor.is_active:
+            results[run.pk] = StepResult(outcome="blocked", block_reason="no_advisor")
+            continue
+        tasks.append((run, Task(customer=customer, assignee=customer.advisor, title=step["title"][:200],
+                                due_at=now + timedelta(hours=step["due_hours"]), source="sop",
+                                source_label=f"{run.enrollment.journey.name} · {step['id']}"[:200])))
+    for (run, _), task in zip(tasks, Task.objects.bulk_create([t for _, t in tasks]), strict=True):
+        results[run.pk] = StepResult(outcome="task_created", detail={"task_id": task.pk})
+    return results
+
+
+def _tag(runs, *, now):
+    from tagging.models import Tag, TagSource
+    from tagging.services import customer_tag_add, customer_tag_remove
+
+    results = {}
+    for run in runs:
+        step = _step(run)
+        tag = Tag.objects.filter(code=step["tag"]).first()
+        if tag is None:
+            results[run.pk] = StepResult(retry=True, error=f"标签 {step['tag']} 不存在")
+            continue
+        actor = f"SOP {run.enrollment.journey.name}"
+        if step["type"] == "tag_add":
+            customer_tag_add(customer=run.enrollment.customer, tag=tag, source=TagSource.RULE, actor=actor,
+                             evidence=f"SOP 旅程「{run.enrollment.journey.name}」步骤 {step['id']}",
+                             expires_at=tag.expiry_from(now))
+        else:
+            customer_tag_remove(customer=run.enrollment.customer, tag=tag, source=TagSource.RULE, actor=actor)
+        results[run.pk] = StepResult(outcome=step["type"])
+    return results
+
+
+def _group_invite(runs, *, now):
+    from customers.models import Customer
+    from groups.models import GroupChat
+
+    results = {}
+    by_group: dict[int, list] = {}
+    for run in runs:
+        by_group.setdefault(_step(run)["group"], []).append(run)
+    for group_id, group_runs in by_group.items():
+        group = GroupChat.objects.filter(pk=group_id, status=GroupChat.Status.ACTIVE).first()
+        if group is None:
+            for run in group_runs:
+                results[run.pk] = StepResult(outcome="failed", dead=True, error="群不存在或已解散")
+            continue
+        from groups.services import group_invite_tasks_create
+
+        customers = Customer.objects.filter(pk__in=[r.enrollment.customer_id for r in group_runs])
+        group_invite_tasks_create(actor=None, group=group, customers=customers)
+        for run in group_runs:
+            results[run.pk] = StepResult(outcome="invited")
+    return results
+
+
+def _webhook(runs, *, now):
+    from integrations.webhooks import webhook_events_emit
+
+    events = []
+    for run in runs:
+        customer = run.enrollment.customer
+        events.append(({"journey": run.enrollment.journey_id, "journey_name": run.enrollment.journey.name,
+                        "step": run.step_id, "customer": customer.external_id,
+                        "at": now.isoformat()}, customer.branch_id))
+    webhook_events_emit(event_type="sop.step_done", events=events)
+    return {run.pk: StepResult(outcome="webhook") for run in runs}
+
+
+HANDLERS = {"wait": _wait, "branch": _branch, "task": _task, "tag_add": _tag, "tag_remove": _tag,
+            "group_invite": _group_invite, "webhook": _webhook, **dict.fromkeys(MESSAGE_STEPS, _messages)}

@@ -1,0 +1,110 @@
+"""Message templates: variables, rendering, the compliance lint, versions and approval.
+
+A template version is usable only once compliance approved THAT version; saving new text makes a
+new version that needs approval again. The lint runs on every save: forbidden promises (the list
+compliance maintains in ForbiddenPhrase) and a product mentioned without a risk disclosure.
+"""
+
+import re
+import string
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from core.services import audit_record
+from sop.models import ForbiddenPhrase, MessageTemplate, TemplateVersion
+
+VARIABLES = {
+    "name": "客户姓名", "advisor": "投顾姓名", "branch": "营业部", "tier": "客户分层",
+    "product": "产品名称", "product_code": "产品代码", "product_risk": "产品风险等级",
+}
+RISK_DISCLOSURE = re.compile(r"(投资有风险|风险提示|入市需谨慎|理财非存款|过往业绩不代表未来)")
+
+
+def template_variables(body: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(body) if name is not None]
+    except ValueError as exc:
+        raise ApplicationError("template_invalid", f"模板格式错误：{exc}（花括号需成对，如 {{name}}）",
+                               [{"field": "body", "message": str(exc)}]) from None
+
+
+def template_lint(body: str, product=None) -> list[dict]:
+    """Findings: ``{"kind": "forbidden"|"risk_disclosure"|"variable", "text", "message"}``."""
+    findings = []
+    lowered = body.lower()
+    for phrase in ForbiddenPhrase.objects.filter(active=True).values_list("phrase", flat=True):
+        if phrase.lower() in lowered:
+            findings.append({"kind": "forbidden", "text": phrase, "message": f"含禁用表述「{phrase}」"})
+    names = template_variables(body)
+    for name in names:
+        if name not in VARIABLES:
+            findings.append({"kind": "variable", "text": name,
+                             "message": f"未知变量 {{{name}}}，可用：{', '.join(VARIABLES)}"})
+    mentions_product = product is not None or any(n.startswith("product") for n in names)
+    if mentions_product and not RISK_DISCLOSURE.search(body):
+        findings.append({"kind": "risk_disclosure", "text": "",
+                         "message": "提到产品时须附风险提示（如「投资有风险，入市需谨慎」）"})
+    return findings
+
+
+def template_render(version: TemplateVersion, *, customer, advisor=None) -> str:
+    product = version.product
+    tier = getattr(getattr(customer, "tier", None), "code", "") if hasattr(customer, "tier") else ""
+    values = {
+        "name": customer.name, "advisor": (advisor.display_name or advisor.username) if advisor else "",
+        "branch": customer.branch.name if customer.branch_id else "", "tier": tier,
+        "product": product.name if product else "", "product_code": product.code if product else "",
+        "product_risk": product.risk_level if product else "",
+    }
+    return version.body.format_map(values)
+
+
+def template_save(*, actor, template: MessageTemplate | None, name: str, channel: str, body: str,
+                  product=None) -> TemplateVersion:
+    """A new version (pending compliance). Refused while the lint finds forbidden promises or
+    unknown variables; a missing risk disclosure is refused too — nothing is stored then."""
+    body = (body or "").strip()
+    if not body:
+        raise ApplicationError("template_invalid", "请填写模板内容", [{"field": "body", "message": "必填"}])
+    findings = template_lint(body, product)
+    if findings:
+        raise ApplicationError("template_lint", "；".join(f["message"] for f in findings),
+                               [{"field": "body", "message": f["message"], "kind": f["kind"], "text": f["text"]}
+                                for f in findings])
+    with transaction.atomic():
+        if template is None:
+            template = MessageTemplate.objects.create(name=name, channel=channel, created_by=actor)
+        else:
+            template = MessageTemplate.objects.select_for_update().get(pk=template.pk)
+            if name and name != template.name:
+                template.name = name
+                template.save(update_fields=["name"])
+        number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        version = TemplateVersion.objects.create(template=template, number=number, body=body, product=product,
+                                                 lint=findings, status=TemplateVersion.Status.PENDING,
+                                                 created_by=actor)
+        audit_record(actor=actor, action="sop.template_saved", target_type="template_version",
+                     target_id=str(version.pk), details={"template": template.pk, "number": number})
+    return version
+
+
+def template_review(*, actor, version: TemplateVersion, approve: bool, note: str = "") -> TemplateVersion:
+    """Compliance approves or rejects one version (a rejection needs a reason)."""
+    from core.models import Role
+
+    if getattr(actor, "role", None) not in (Role.COMPLIANCE, Role.ADMIN):
+        raise ApplicationError("forbidden", "只有合规人员可以审核模板", status_code=403)
+    if version.status != TemplateVersion.Status.PENDING:
+        raise ApplicationError("template_not_pending", "该版本不在待审核状态")
+    if not approve and not note.strip():
+        raise ApplicationError("template_invalid", "驳回时请写明原因", [{"field": "note", "message": "必填"}])
+    with transaction.atomic():
+        version.status = TemplateVersion.Status.APPROVED if approve else TemplateVersion.Status.REJECTED
+        version.reviewed_by, version.reviewed_at, version.review_note = actor, timezone.now(), note.strip()
+        version.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+        audit_record(actor=actor, action="sop.template_approved" if approve else "sop.template_rejected",
+                     target_type="template_version", target_id=str(version.pk), reason=note)
+    return version

@@ -1,0 +1,154 @@
+"""What starts a journey. Event triggers arrive through other areas' hooks (tag changed, tier
+changed, WeCom contact added, a segment's bulk action); time triggers are scanned on beat
+(funnel stage reached or stalled, birthdays and expiring risk assessments, segment entries, the
+trading-day schedule). Each enrollment carries a trigger key, so the same event never enrolls twice.
+"""
+
+import logging
+from datetime import datetime, time, timedelta
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sop.engine import enroll_customer, enroll_queryset
+from sop.models import Journey, JourneyVersion
+
+logger = logging.getLogger(__name__)
+CHURN_TAG = "churn_risk"
+
+
+def live_versions(trigger_type: str):
+    """The live version of every running journey with this trigger."""
+    return JourneyVersion.objects.filter(trigger_type=trigger_type, journey__status=Journey.Status.LIVE,
+                                         journey__live_version=F("pk")).select_related("journey")
+
+
+# --- event hooks ---------------------------------------------------------------------------
+
+def on_tag_changed(customer_id: int, tag_code: str, action: str, source: str) -> None:
+    if action != "added":
+        return
+    now = timezone.now()
+    for trigger in ("tag_added", "churn_risk"):
+        for version in live_versions(trigger):
+            wanted = version.definition["trigger"].get("tag") if trigger == "tag_added" else CHURN_TAG
+            if wanted == tag_code:
+                enroll_customer(journey=version.journey, customer_id=customer_id,
+                                trigger_key=f"tag:{tag_code}:{now:%Y%m%d%H%M%S}")
+
+
+def on_tier_changed(run_id: int) -> None:
+    from customers.models import Customer
+
+    for version in live_versions("tier_changed"):
+        to = version.definition["trigger"].get("to")
+        changes = Q(tier_history__run_id=run_id) & (Q(tier_history__to_code__in=to) if to else Q())
+        enroll_queryset(version=version, customers=Customer.objects.filter(changes).distinct(),
+                        trigger_key=f"tier_run:{run_id}")
+
+
+def on_wecom_contact_added(customer, contact, contact_way) -> None:
+    for version in live_versions("wecom_contact_added"):
+        wanted = version.definition["trigger"].get("contact_way")
+        if wanted and (contact_way is None or str(wanted) not in (str(contact_way.pk), contact_way.state)):
+            continue
+        enroll_customer(journey=version.journey, customer_id=customer.pk,
+                        trigger_key=f"wecom_add:{contact.external_userid}")
+
+
+def on_segment_action(*, action, customers, actor) -> dict:
+    """segments' bulk action "sop_enroll": params {"journey_id"}."""
+    from core.errors import ApplicationError
+
+    journey = Journey.objects.filter(pk=(action.params or {}).get("journey_id"), status=Journey.Status.LIVE).first()
+    if journey is None or journey.live_version is None:
+        raise ApplicationError("journey_not_live", "请选择运行中的旅程", [{"field": "journey_id"}])
+    entered = enroll_queryset(version=journey.live_version, customers=customers, trigger_key=f"segment_action:{action.pk}")
+    return {"journey": journey.name, "entered": entered}
+
+
+# --- time triggers (beat) ------------------------------------------------------------------
+
+def triggers_scan(now: datetime | None = None) -> dict:
+    from customers.models import Customer
+    from segments.models import SegmentMemberChange
+
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    entered = {}
+    for version in live_versions("segment_entered"):
+        trigger = version.definition["trigger"]
+        changes = SegmentMemberChange.objects.filter(segment_id=trigger["segment"], action="joined",
+                                                     at__gte=now - timedelta(days=1))
+        for rebuild_id in set(changes.values_list("rebuild_id", flat=True)):
+            entered[version.pk] = entered.get(version.pk, 0) + enroll_queryset(
+                version=version, trigger_key=f"segment:{rebuild_id}",
+                customers=Customer.objects.filter(pk__in=changes.filter(rebuild_id=rebuild_id).values("customer_id")))
+    for kind in ("funnel_stage", "funnel_stalled", "account_opened"):
+        for version in live_versions(kind):
+            trigger = version.definition["trigger"]
+            if kind == "account_opened":
+                qs, key = Customer.objects.filter(opened_at__gte=today - timedelta(days=7)), "opened"
+            else:
+                qs, key = Customer.objects.filter(funnel_stage=trigger["stage"]), f"{kind}:{trigger['stage']}"
+                if kind == "funnel_stalled":
+                    qs = qs.filter(updated_at__lte=now - timedelta(hours=trigger["hours"]))
+            entered[version.pk] = enroll_queryset(version=version, customers=qs, trigger_key=key, now=now)
+    for version in live_versions("date_field"):
+        trigger = version.definition["trigger"]
+        target = today + timedelta(days=trigger["days_before"])
+        if trigger["field"] == "birthday":
+            qs = Customer.objects.filter(birth_date__month=target.month, birth_date__day=target.day)
+            key = f"birthday:{target.year}"
+        else:
+            from customers.selectors import risk_expiry_cutoff
+
+            qs = Customer.objects.filter(risk_assessed_at=risk_expiry_cutoff(target))
+            key = f"risk_expiry:{target.isoformat()}"
+        entered[version.pk] = enroll_queryset(version=version, customers=qs, trigger_key=key, now=now)
+    entered.update(_schedules(now))
+    return entered
+
+
+def _schedules(now) -> dict:
+    from customers.models import Customer
+    from segments.models import SegmentMember
+    from sop.calendar import CalendarUnknown, is_trading_day
+
+    local = timezone.localtime(now)
+    done = {}
+    for version in live_versions("schedule"):
+        trigger = version.definition["trigger"]
+        hour, minute = (int(x) for x in trigger["at"].split(":"))
+        if local.time() < time(hour, minute):
+            continue
+        if trigger.get("days", "trading") == "trading":
+            try:
+                if not is_trading_day(local.date()):
+                    continue
+            except CalendarUnknown as exc:
+                logger.warning("schedule of journey %s skipped: %s", version.journey_id, exc.message)
+                continue
+        members = SegmentMember.objects.filter(segment_id=trigger["segment"]).values("customer_id")
+        done[version.pk] = enroll_queryset(version=version, customers=Customer.objects.filter(pk__in=members),
+                                           trigger_key=f"schedule:{local.date().isoformat()}", now=now)
+    return done
+
+
+def hooks_register() -> None:
+    from segments.actions import register_action_handler
+    from tagging import services as tag_services
+    from tagging import tiers
+
+    if on_tag_changed not in tag_services.TAG_CHANGED_HOOKS:
+        tag_services.TAG_CHANGED_HOOKS.append(on_tag_changed)
+    if on_tier_changed not in tiers.TIER_CHANGED_HOOKS:
+        tiers.TIER_CHANGED_HOOKS.append(on_tier_changed)
+    register_action_handler("sop_enroll", on_segment_action)
+    try:
+        from integrations.wecom import events as wecom_events
+    except ImportError:  # the WeCom callback area is not there yet
+        return
+    hooks = getattr(wecom_events, "CONTACT_ADDED_HOOKS", None)
+    if hooks is not None and on_wecom_contact_added not in hooks:
+        hooks.append(on_wecom_contact_added)
