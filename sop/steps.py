@@ -73,8 +73,8 @@ def _ab_variant(run, percent_a: int) -> str:
 def _branch(runs, *, now):
     from customers.models import Customer, Touch
     from segments.rules import rule_compile
-    from tagging.models import CustomerTag
     from sop.models import Enrollment
+    from tagging.models import CustomerTag
 
     results = {}
     by_step: dict[tuple, list] = {}

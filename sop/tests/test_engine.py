@@ -35,7 +35,8 @@ def test_a_journey_runs_its_steps_in_order_and_finishes(provider, sop_kit, clien
     assert drain(NOON) == 3  # the SMS step
     assert provider.state()["accepted"] == {"sms": 3}
     touch = Touch.objects.get(customer=customers[0])
-    assert (touch.channel, touch.status, touch.content) == ("sms", "sent", f"{customers[0].name}您好，我是您的投顾{advisor.display_name}。")
+    expected = f"{customers[0].name}您好，我是您的投顾{advisor.display_name}。"
+    assert (touch.channel, touch.status, touch.content) == ("sms", "sent", expected)
     assert drain(NOON) == 3  # the wait step schedules "call" a day later
     assert drain(NOON + timedelta(hours=23)) == 0
     assert drain(NOON + timedelta(hours=24, minutes=1)) == 3
@@ -50,7 +51,8 @@ def test_the_same_trigger_enrolls_once_and_a_client_is_in_a_journey_once(provide
     assert enroll_queryset(version=journey.live_version, customers=customer, trigger_key="k1", now=NOON) == 0
     assert enroll_queryset(version=journey.live_version, customers=customer, trigger_key="k2", now=NOON) == 0  # still active
     drain(NOON)
-    assert enroll_queryset(version=journey.live_version, customers=customer, trigger_key="k2", now=NOON) == 1  # finished: may re-enter
+    # finished: the client may enter again on a new trigger
+    assert enroll_queryset(version=journey.live_version, customers=customer, trigger_key="k2", now=NOON) == 1
 
 
 def test_a_duplicated_task_or_a_crash_after_sending_never_touches_twice(provider, sop_kit, client_of):
