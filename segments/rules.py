@@ -10,16 +10,25 @@ A rule is a JSON tree::
      "within_days": 90, "product_type": "fund"}
     {"type": "events", "event_type": "fund_page_view", "op": "gte", "value": 3, "within_days": 7,
      "properties": {"product_type": "fund"}}
+    {"type": "segment", "op": "in" | "not_in", "segment": 12}
+    {"type": "group", "op": "member" | "not_member", "group": "<chat_id>", "purpose": "fund"}
+    {"type": "tier_change", "direction": "down" | "up" | "any", "to": ["general_retain"], "within_days": 30}
 
-Any node may carry ``"not": true``. ``rule_validate`` reports the JSON path of the first bad node;
+Any node may carry ``"not": true``; a node carries no other keys than those of its type (a typo such as
+``withinDays`` is refused, not ignored). ``rule_validate`` reports the JSON path of the first bad node;
 ``rule_compile`` turns a valid tree into one Q over Customer (EXISTS / NOT EXISTS subqueries), so a
 count, a preview or an ``INSERT … SELECT`` is one SQL statement.
+
+A ``segment`` node joins the nested segment's STORED membership (segments_segmentmember), never its
+rule, so nesting costs one indexed EXISTS whatever the nested rule is; the nested segment must be
+rebuilt first for a change of its rule to show (segments.services rebuilds in dependency order).
+The published JSON Schema of the whole tree is segments/rule_schema.py (RULE_JSON_SCHEMA).
 """
 
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
-from django.db.models import BooleanField, Count, DecimalField, Exists, ExpressionWrapper, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import BooleanField, Count, DecimalField, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.utils import timezone
@@ -108,19 +117,43 @@ def rule_validate(rule, path: str = "$", depth: int = 0, counter: list | None = 
             rule_validate(child, f"{path}.rules[{i}]", depth + 1, counter)
         return
     kind = rule.get("type")
-    validator = _VALIDATORS.get(kind)
+    if not isinstance(kind, str):
+        raise RuleError(f"{path}.type", f"缺少条件类型，可用：{sorted({*_VALIDATORS, *CONDITION_EXTENSIONS})}")
+    validator = _VALIDATORS.get(kind) or (CONDITION_EXTENSIONS[kind][0] if kind in CONDITION_EXTENSIONS else None)
     if validator is None:
-        raise RuleError(f"{path}.type", f"未知条件类型 {kind!r}，可用：{sorted(_VALIDATORS)}")
+        raise RuleError(f"{path}.type", f"未知条件类型 {kind!r}，可用：{sorted({*_VALIDATORS, *CONDITION_EXTENSIONS})}")
+    allowed = CONDITION_KEYS.get(kind)
+    if allowed is not None:
+        extra = set(rule) - allowed - {"type", "not"}
+        if extra:
+            raise RuleError(f"{path}.{sorted(extra)[0]}", f"条件类型 {kind} 没有字段 {sorted(extra)[0]!r}")
     validator(rule, path)
+
+
+def rule_segment_refs(rule) -> list[tuple[str, int]]:
+    """(JSON path of the node, segment id) for every ``segment`` node of a (valid) tree."""
+    found = []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("rules"), list):
+            for i, child in enumerate(node["rules"]):
+                walk(child, f"{path}.rules[{i}]")
+        elif node.get("type") == "segment" and isinstance(node.get("segment"), int):
+            found.append((path, node["segment"]))
+
+    walk(rule, "$")
+    return found
 
 
 def _validate_attribute(node, path):
     field = node.get("field")
-    if field not in ATTRIBUTE_FIELDS:
+    if not isinstance(field, str) or field not in ATTRIBUTE_FIELDS:
         raise RuleError(f"{path}.field", f"未知字段 {field!r}")
     kind, _ = ATTRIBUTE_FIELDS[field]
     op = node.get("op")
-    if op not in OPS[kind]:
+    if not isinstance(op, str) or op not in OPS[kind]:
         raise RuleError(f"{path}.op", f"字段 {field} 不支持运算 {op!r}，可用：{sorted(OPS[kind])}")
     value = node.get("value")
     if op in ("in", "not_in"):
@@ -141,6 +174,9 @@ def _validate_tag(node, path):
         raise RuleError(f"{path}.op", "应为 has 或 has_not")
     if not node.get("tag") and not node.get("category"):
         raise RuleError(f"{path}.tag", "请指定标签（tag）或分类（category）")
+    for key in ("tag", "category"):
+        if node.get(key) is not None and (not isinstance(node[key], str) or not node[key]):
+            raise RuleError(f"{path}.{key}", "应为非空字符串")
     if node.get("source") is not None and not isinstance(node["source"], str):
         raise RuleError(f"{path}.source", "应为字符串")
     _check_window(node, path)
@@ -157,7 +193,7 @@ def _validate_tier(node, path):
 def _validate_count(node, path, measure_required):
     if measure_required and node.get("measure") not in ("count", "amount"):
         raise RuleError(f"{path}.measure", "应为 count 或 amount")
-    if node.get("op") not in COUNT_OPS:
+    if not isinstance(node.get("op"), str) or node["op"] not in COUNT_OPS:
         raise RuleError(f"{path}.op", f"应为 {sorted(COUNT_OPS)} 之一")
     value = _number(node.get("value"), f"{path}.value")
     if value < 0:
@@ -181,8 +217,58 @@ def _validate_events(node, path):
         raise RuleError(f"{path}.properties", "应为 {属性: 值} 的对象")
 
 
+def _validate_segment(node, path):
+    from segments.models import Segment
+
+    if node.get("op") not in ("in", "not_in"):
+        raise RuleError(f"{path}.op", "应为 in 或 not_in")
+    segment_id = node.get("segment")
+    if not isinstance(segment_id, int) or isinstance(segment_id, bool) or segment_id < 1:
+        raise RuleError(f"{path}.segment", "应为客群编号（正整数）")
+    segment = Segment.objects.filter(pk=segment_id).values("archived").first()
+    if segment is None:
+        raise RuleError(f"{path}.segment", f"客群 {segment_id} 不存在")
+    if segment["archived"]:
+        raise RuleError(f"{path}.segment", f"客群 {segment_id} 已归档，不能再被引用")
+
+
+def _validate_group(node, path):
+    from groups.models import Purpose
+
+    if node.get("op") not in ("member", "not_member"):
+        raise RuleError(f"{path}.op", "应为 member 或 not_member")
+    group = node.get("group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise RuleError(f"{path}.group", "应为群 chat_id（字符串）")
+    purpose = node.get("purpose")
+    if purpose is not None and purpose not in Purpose.values:
+        raise RuleError(f"{path}.purpose", f"应为 {sorted(Purpose.values)} 之一")
+
+
+def _validate_tier_change(node, path):
+    if node.get("direction") not in ("down", "up", "any"):
+        raise RuleError(f"{path}.direction", "应为 down、up 或 any")
+    to = node.get("to")
+    if to is not None and (not isinstance(to, list) or not to or not all(isinstance(v, str) and v for v in to)):
+        raise RuleError(f"{path}.to", "应为非空的分层代码列表")
+    _check_window(node, path, required=True)
+
+
 _VALIDATORS = {"attribute": _validate_attribute, "tag": _validate_tag, "tier": _validate_tier,
-               "trades": _validate_trades, "events": _validate_events}
+               "trades": _validate_trades, "events": _validate_events, "segment": _validate_segment,
+               "group": _validate_group, "tier_change": _validate_tier_change}
+
+# the keys each condition type may carry besides "type" and "not"
+CONDITION_KEYS = {
+    "attribute": {"field", "op", "value"},
+    "tag": {"op", "tag", "category", "source", "within_days"},
+    "tier": {"op", "value"},
+    "trades": {"measure", "op", "value", "within_days", "product_type"},
+    "events": {"event_type", "op", "value", "within_days", "properties"},
+    "segment": {"op", "segment"},
+    "group": {"op", "group", "purpose"},
+    "tier_change": {"direction", "to", "within_days"},
+}
 
 # Later areas add condition types: CONDITION_EXTENSIONS[type] = (validator, compiler)
 CONDITION_EXTENSIONS: dict = {}
@@ -322,8 +408,47 @@ def _compile_events(node, now) -> Q:
     return _count_condition(rows, node["op"], _number(node["value"], ""), None)
 
 
+def _compile_segment(node, now) -> Q:
+    from segments.models import SegmentMember
+
+    exists = Exists(SegmentMember.objects.filter(segment_id=node["segment"], customer_id=OuterRef("pk")))
+    return Q(exists) if node["op"] == "in" else ~Q(exists)
+
+
+def _compile_group(node, now) -> Q:
+    from groups.models import GroupMember
+
+    rows = GroupMember.objects.filter(customer_id=OuterRef("pk"), left_at__isnull=True)
+    if node.get("group"):
+        rows = rows.filter(group__chat_id=node["group"])
+    if node.get("purpose"):
+        rows = rows.filter(group__purpose=node["purpose"])
+    exists = Exists(rows)
+    return Q(exists) if node["op"] == "member" else ~Q(exists)
+
+
+def _compile_tier_change(node, now) -> Q:
+    """A tier change within the window; down/up compare TierDefinition.rank of the active scheme
+    (smaller rank = higher value, so "down" is a larger rank after the change)."""
+    from tagging.models import CustomerTierHistory, TierDefinition
+
+    rows = CustomerTierHistory.objects.filter(customer_id=OuterRef("pk"),
+                                              at__gte=now - timedelta(days=node["within_days"]), at__lte=now)
+    if node.get("to"):
+        rows = rows.filter(to_code__in=node["to"])
+    if node["direction"] != "any":
+        def rank(column):
+            return Subquery(TierDefinition.objects.filter(scheme__active=True, code=OuterRef(column)).values("rank")[:1])
+
+        rows = rows.annotate(from_rank=rank("from_code"), to_rank=rank("to_code"))
+        rows = rows.filter(to_rank__gt=F("from_rank")) if node["direction"] == "down" else rows.filter(
+            to_rank__lt=F("from_rank"))
+    return Q(Exists(rows))
+
+
 _COMPILERS = {"attribute": _compile_attribute, "tag": _compile_tag, "tier": _compile_tier,
-              "trades": _compile_trades, "events": _compile_events}
+              "trades": _compile_trades, "events": _compile_events, "segment": _compile_segment,
+              "group": _compile_group, "tier_change": _compile_tier_change}
 
 
 def rule_compile(rule: dict, *, now=None) -> Q:

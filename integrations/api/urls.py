@@ -4,7 +4,7 @@ below the marked line."""
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from integrations.api import views, webhook_views
+from integrations.api import views, views_segments, webhook_views
 
 app_name = "api"
 
@@ -22,6 +22,9 @@ urlpatterns = [
     path("products/bulk_upsert/", views.ProductBulkUpsertApi.as_view(), name="product_bulk_upsert"),
     path("tags/", views.TagListApi.as_view(), name="tag_list"),
     path("tiers/", views.TierOverviewApi.as_view(), name="tier_overview"),
+    path("segments/", views_segments.SegmentListApi.as_view(), name="segment_list"),
+    path("segments/preview/", views_segments.SegmentPreviewApi.as_view(), name="segment_preview"),
+    path("segments/<int:segment_id>/members/", views_segments.SegmentMembersApi.as_view(), name="segment_members"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     # --- webhooks (integrations/api/webhook_views.py) ---

@@ -105,8 +105,13 @@ def test_branch_scoped_client_gets_404_for_another_branch_on_every_api_object_ur
     other_client, _other = make_api_client(name="bj", branch_code="BJ01")
     subscription = WebhookSubscription.objects.create(name="bj", url="https://example.com/h", event_types=["tag.added"],
                                                       secret_encrypted="x", api_client=other_client)
-    # customers of another branch, and objects of another client (webhook subscriptions)
-    values = {"external_id": foreign.external_id, "tag_code": "margin_intent", "subscription_id": str(subscription.pk)}
+    from segments.models import Segment
+
+    bj_segment = Segment.objects.create(name="北京客群", branch=branches["BJ01"],
+                                        rule={"op": "and", "rules": [{"type": "tier", "op": "in", "value": ["x"]}]})
+    # customers of another branch, objects of another client (webhook subscriptions), another branch's segment
+    values = {"external_id": foreign.external_id, "tag_code": "margin_intent", "subscription_id": str(subscription.pk),
+              "segment_id": str(bj_segment.pk)}
     bodies = {"POST": {"tag": "margin_intent"}, "PATCH": {"name": "改名"}}
     checked = 0
     for name, route, entry in _api_patterns():

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from customers.models import BehaviourEvent
 from customers.tests.factories import CustomerFactory, ProductFactory, TradeFactory
+from groups.models import GroupChat, GroupMember
+from segments.models import Segment, SegmentMember
 from segments.rules import rule_queryset
-from tagging.models import CustomerTag, Tag
+from tagging.models import CustomerTag, CustomerTierHistory, Tag, TierDefinition, TierRun, TierScheme
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +22,10 @@ LEVELS = ["C1", "C2", "C3", "C4", "C5"]
 TAGS = ["margin_intent", "idle_funds", "novice"]
 EVENT_TYPES = ["news_read", "fund_page_view"]
 PRODUCT_TYPES = ["fund", "stock"]
+GROUPS = [("chat-fund", "fund"), ("chat-vip", "vip"), ("chat-fund-2", "fund")]
+PURPOSES = ["fund", "vip", "new_client"]
+TIER_CODES = ["important_value", "important_retain", "general_value", "general_retain", "no_trade"]
+SEGMENT_IDS = [900001, 900002]
 NOW = timezone.now()
 
 
@@ -29,12 +35,38 @@ def world(advisor):
     rng = random.Random(7)
     products = {t: ProductFactory(code=f"P-{t}", type=t) for t in PRODUCT_TYPES}
     tags = {code: Tag.objects.get(code=code) for code in TAGS}
-    facts = {}
+    for pk in SEGMENT_IDS:
+        Segment.objects.create(pk=pk, name=f"嵌套{pk}", rule={"op": "and", "rules": [
+            {"type": "attribute", "field": "gender", "op": "eq", "value": "M"}]})
+    chats = {chat_id: GroupChat.objects.create(chat_id=chat_id, name=chat_id, purpose=purpose, owner_userid="owner")
+             for chat_id, purpose in GROUPS}
+    scheme = TierScheme.objects.get(active=True)
+    ranks = dict(TierDefinition.objects.filter(scheme=scheme).values_list("code", "rank"))
+    run = TierRun.objects.create(scheme=scheme, as_of=NOW.date(), window_days=365, method="mean")
+    facts = {"_ranks": ranks}
     for i in range(30):
         c = CustomerFactory(advisor=advisor, risk_level=rng.choice(LEVELS), gender=rng.choice("MFU"),
                             total_assets=Decimal(rng.choice([0, 5000, 50000, 200000, 1000000])))
         f = {"risk_level": c.risk_level, "gender": c.gender, "total_assets": c.total_assets, "tags": set(),
-             "trades": [], "events": []}
+             "trades": [], "events": [], "segments": set(), "groups": set(), "tier_changes": []}
+        for pk in SEGMENT_IDS:  # stored membership, deliberately NOT what the nested rule says
+            if rng.random() < 0.5:
+                SegmentMember.objects.create(segment_id=pk, customer=c)
+                f["segments"].add(pk)
+        for k, (chat_id, purpose) in enumerate(GROUPS):
+            if rng.random() < 0.4:
+                left = rng.random() < 0.3
+                GroupMember.objects.create(group=chats[chat_id], userid=f"wm{i}-{k}", customer=c,
+                                           left_at=NOW - timedelta(days=2) if left else None)
+                if not left:
+                    f["groups"].add((chat_id, purpose))
+        previous = ""
+        for _ in range(rng.randint(0, 3)):
+            days, code = rng.randint(0, 60), rng.choice(TIER_CODES)
+            CustomerTierHistory.objects.create(customer=c, run=run, from_code=previous, to_code=code,
+                                               at=NOW - timedelta(days=days, hours=1))
+            f["tier_changes"].append((days, previous, code))
+            previous = code
         for code in TAGS:
             if rng.random() < 0.4:
                 CustomerTag.objects.create(customer=c, tag=tags[code], source="manual", set_by_label="t")
@@ -53,15 +85,27 @@ def world(advisor):
     return facts
 
 
+def _tier_change(rule, f, ranks) -> bool:
+    for days, before, after in f["tier_changes"]:
+        if days >= rule["within_days"] or (rule.get("to") and after not in rule["to"]):
+            continue
+        if rule["direction"] == "any":
+            return True
+        if before in ranks and after in ranks and (
+                ranks[after] > ranks[before] if rule["direction"] == "down" else ranks[after] < ranks[before]):
+            return True
+    return False
+
+
 def _compare(op, left, right):
     return {"eq": left == right, "ne": left != right, "gt": left > right, "gte": left >= right,
             "lt": left < right, "lte": left <= right}[op]
 
 
-def evaluate(rule, f) -> bool:
+def evaluate(rule, f, ranks=None) -> bool:
     """The plain-Python reading of the rule language (segments/rules.py docstring)."""
     if "rules" in rule:
-        results = [evaluate(child, f) for child in rule["rules"]]
+        results = [evaluate(child, f, ranks) for child in rule["rules"]]
         value = all(results) if rule["op"] == "and" else any(results)
     elif rule["type"] == "attribute":
         actual = f[rule["field"]]
@@ -72,6 +116,14 @@ def evaluate(rule, f) -> bool:
                              else rule["value"])
     elif rule["type"] == "tag":
         value = (rule["tag"] in f["tags"]) == (rule["op"] == "has")
+    elif rule["type"] == "segment":
+        value = (rule["segment"] in f["segments"]) == (rule["op"] == "in")
+    elif rule["type"] == "group":
+        value = any((not rule.get("group") or chat_id == rule["group"]) and
+                    (not rule.get("purpose") or purpose == rule["purpose"]) for chat_id, purpose in f["groups"])
+        value = value == (rule["op"] == "member")
+    elif rule["type"] == "tier_change":
+        value = _tier_change(rule, f, ranks)
     elif rule["type"] == "trades":
         rows = [t for t in f["trades"] if t[0] < rule["within_days"]
                 and (not rule.get("product_type") or t[1] == rule["product_type"])]
@@ -100,6 +152,14 @@ conditions = st.one_of(
                           optional={"product_type": st.sampled_from(PRODUCT_TYPES)}),
     st.fixed_dictionaries({"type": st.just("events"), "event_type": st.sampled_from(EVENT_TYPES), "op": COUNT_OPS,
                            "value": st.sampled_from([0, 1, 2, 3]), "within_days": WINDOW}),
+    st.fixed_dictionaries({"type": st.just("segment"), "op": st.sampled_from(["in", "not_in"]),
+                           "segment": st.sampled_from(SEGMENT_IDS)}),
+    st.fixed_dictionaries({"type": st.just("group"), "op": st.sampled_from(["member", "not_member"])},
+                          optional={"group": st.sampled_from([g for g, _ in GROUPS]),
+                                    "purpose": st.sampled_from(PURPOSES)}),
+    st.fixed_dictionaries({"type": st.just("tier_change"), "direction": st.sampled_from(["down", "up", "any"]),
+                           "within_days": WINDOW},
+                          optional={"to": st.lists(st.sampled_from(TIER_CODES), min_size=1, max_size=2, unique=True)}),
 ).flatmap(lambda c: st.booleans().map(lambda negate: {**c, "not": negate}))
 rules = st.recursive(conditions, lambda children: st.fixed_dictionaries({
     "op": st.sampled_from(["and", "or"]), "not": st.booleans(),
@@ -110,5 +170,6 @@ rules = st.recursive(conditions, lambda children: st.fixed_dictionaries({
 @given(rule=rules)
 def test_sql_matches_python(world, rule):
     tree = rule if "rules" in rule else {"op": "and", "rules": [rule]}
-    expected = {pk for pk, facts in world.items() if evaluate(tree, facts)}
+    ranks = world["_ranks"]
+    expected = {pk for pk, facts in world.items() if pk != "_ranks" and evaluate(tree, facts, ranks)}
     assert set(rule_queryset(tree, now=NOW).values_list("pk", flat=True)) == expected

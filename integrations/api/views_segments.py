@@ -1,0 +1,103 @@
+"""/api/v1/segments: the live count of a rule, the saved segments and their members — all within the API
+client's branch scope (a branch-bound client sees firm-wide segments and its branch's; another branch's
+segment is 404)."""
+
+from decimal import InvalidOperation
+from urllib.parse import urlencode
+
+from django.db import DataError, transaction
+from django.db.models import Count, Exists, OuterRef
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from core.errors import ApplicationError
+from core.scoping import scope_for
+from integrations.api import selectors
+from integrations.api.base import ApiView
+from integrations.api.serializers import CustomerOutputSerializer
+from integrations.api.serializers_segments import (
+    SegmentOutputSerializer,
+    SegmentPreviewRequestSerializer,
+    SegmentPreviewSerializer,
+)
+from integrations.models import ApiScope
+from segments import selectors as segment_selectors
+from segments.models import SegmentMember
+from segments.rules import RuleError, rule_compile, rule_segment_refs, rule_validate
+
+
+def _rule_count(rule, *, customers, principal) -> int:
+    """Count of ``customers`` matching ``rule``; nested segments must be ones the principal may see."""
+    rule_validate(rule)
+    refs = rule_segment_refs(rule)
+    if refs:
+        visible = set(segment_selectors.segments_visible_to(principal).filter(pk__in=[r for _p, r in refs])
+                      .values_list("pk", flat=True))
+        for path, ref in refs:
+            if ref not in visible:
+                raise RuleError(f"{path}.segment", f"客群 {ref} 不存在")
+    try:
+        with transaction.atomic():
+            return customers.filter(rule_compile(rule)).count()
+    except (ValueError, OverflowError, InvalidOperation, DataError) as exc:
+        raise ApplicationError("invalid_rule", f"规则中的数值超出范围：{exc}",
+                               [{"path": "$", "message": "数值超出范围"}]) from None
+
+
+class SegmentPreviewApi(ApiView):
+    required_scopes = [ApiScope.SEGMENTS_READ]
+
+    @extend_schema(request=SegmentPreviewRequestSerializer, responses={200: SegmentPreviewSerializer},
+                   operation_id="segments_preview",
+                   summary="规则实时计数（本客户端范围内）；规则有误时 400，details 给出出错节点的 path")
+    def post(self, request):
+        data = request.data
+        if not isinstance(data, dict) or "rule" not in data:
+            raise ApplicationError("invalid", '请求体应为 {"rule": {...}}',
+                                   [{"field": "rule", "message": "必填", "code": "required"}])
+        extra = sorted(str(k) for k in data if k != "rule")
+        if extra:
+            raise ApplicationError("invalid", "未知字段",
+                                   [{"field": k, "message": "未知字段", "code": "unknown_field"} for k in extra])
+        count = _rule_count(data["rule"], customers=self.customers_visible(), principal=self.client)
+        return Response({"count": count})
+
+
+class SegmentListApi(ApiView):
+    required_scopes = [ApiScope.SEGMENTS_READ]
+
+    @extend_schema(responses={200: inline_serializer("SegmentList", {"results": SegmentOutputSerializer(many=True)})},
+                   operation_id="segments_list", summary="客群列表（未归档；人数为本客户端范围内的成员数）")
+    def get(self, request):
+        scope_q = scope_for(self.client).customer_q("members__customer__")
+        segments = (segment_selectors.segments_visible_to(self.client).filter(archived=False).select_related("branch")
+                    .annotate(visible_count=Count("members", filter=scope_q, distinct=True)).order_by("pk"))
+        return Response({"results": SegmentOutputSerializer(segments, many=True).data})
+
+
+class SegmentMembersApi(ApiView):
+    required_scopes = [ApiScope.SEGMENTS_READ]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page_size", int, description="1–500，默认 100"),
+                    OpenApiParameter("cursor", str, description="上一页 next 中的游标"),
+                    OpenApiParameter("updated_since", OpenApiTypes.DATETIME, description="只返回此时间之后更新的客户")],
+        responses={200: inline_serializer("SegmentMemberPage", {
+            "next": serializers.URLField(allow_null=True), "results": CustomerOutputSerializer(many=True)})},
+        operation_id="segments_members",
+        summary="客群成员（最近一次重算的名单，本客户端范围内；按 updated_at, id 游标分页；个人信息脱敏）")
+    def get(self, request, segment_id: int):
+        segment = segment_selectors.segment_get_for_user(self.client, segment_id)
+        params = selectors.api_list_params(request.query_params)
+        params["filters"] = {}  # members are the filter; the customer list's filters do not apply here
+        members = self.customers_visible().filter(
+            Exists(SegmentMember.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk"))))
+        rows, after = selectors.customer_api_page(customers=members, params=params)
+        next_url = None
+        if after is not None:
+            query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+            query["cursor"] = selectors.cursor_encode(*after)
+            next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query)
+        return Response({"next": next_url, "results": CustomerOutputSerializer(rows, many=True).data})

@@ -1,0 +1,187 @@
+"""Reading segments: who may see which segment, live previews, stored members, snapshots, diffs, trends.
+
+Membership is stored firm-wide; every read here is cut to the principal's data scope
+(``Customer.objects.visible_to``), so a branch manager sees only their branch's part of a firm-wide
+segment and an advisor (who has no segments page) would see only their own clients.
+"""
+
+from datetime import timedelta
+
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import Http404
+from django.utils import timezone
+
+from core.models import Role
+from customers.models import Customer
+from segments.models import (
+    Segment,
+    SegmentAction,
+    SegmentExport,
+    SegmentMember,
+    SegmentRebuild,
+    SegmentSizeDaily,
+    SegmentSnapshot,
+    SegmentSnapshotMember,
+)
+from segments.rules import rule_compile, rule_validate
+
+NO_TIER = "none"
+
+
+# --- which segments ------------------------------------------------------------------------
+
+def _may_use_segments(user) -> bool:
+    from core.navigation import user_may_use
+
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
+        return False
+    if getattr(user, "role", None) is None:  # an API client: its own scope decides what it sees of members
+        return True
+    return user_may_use(user, "segments")
+
+
+def segments_visible_to(user):
+    """Segments the user may open (archived ones included; filter ``archived=False`` for lists).
+
+    Roles allowed by the "segments" navigation entry: a branch manager sees the firm-wide segments
+    (branch null) and their own branch's; the other allowed roles see all. An API client bound to a
+    branch sees firm-wide and that branch's segments. Everyone else: none.
+    """
+    qs = Segment.objects.all()
+    if not _may_use_segments(user):
+        return qs.none()
+    role = getattr(user, "role", None)
+    branch_id = getattr(user, "branch_id", None)
+    if role == Role.BRANCH_MANAGER or (role is None and branch_id is not None):
+        return qs.filter(Q(branch__isnull=True) | Q(branch_id=branch_id))
+    return qs
+
+
+def segment_get_for_user(user, segment_id) -> Segment:
+    segment = segments_visible_to(user).select_related("branch", "created_by").filter(pk=segment_id).first()
+    if segment is None:
+        raise Http404("客群不存在")
+    return segment
+
+
+def snapshot_get_for_user(user, snapshot_id) -> SegmentSnapshot:
+    snapshot = SegmentSnapshot.objects.select_related("segment", "created_by").filter(
+        pk=snapshot_id, segment__in=segments_visible_to(user)).first()
+    if snapshot is None:
+        raise Http404("快照不存在")
+    return snapshot
+
+
+def export_get_for_user(user, export_id) -> SegmentExport:
+    """An export is private to the user who started it (it holds their scope's members)."""
+    export = SegmentExport.objects.select_related("segment", "snapshot").filter(
+        pk=export_id, created_by_id=getattr(user, "pk", None), segment__in=segments_visible_to(user)).first()
+    if export is None:
+        raise Http404("导出不存在")
+    return export
+
+
+def action_get_for_user(user, action_id) -> SegmentAction:
+    action = SegmentAction.objects.select_related("segment", "created_by").filter(
+        pk=action_id, segment__in=segments_visible_to(user)).first()
+    if action is None:
+        raise Http404("批量操作不存在")
+    return action
+
+
+def segment_snapshots(segment):
+    return SegmentSnapshot.objects.filter(segment=segment).select_related("created_by")
+
+
+def segment_rebuilds(segment, limit: int = 20) -> list[SegmentRebuild]:
+    return list(SegmentRebuild.objects.filter(segment=segment)[:limit])
+
+
+def segment_exports_for_user(user, segment, limit: int = 20) -> list[SegmentExport]:
+    return list(SegmentExport.objects.filter(segment=segment, created_by_id=getattr(user, "pk", None))[:limit])
+
+
+def segment_actions(segment, limit: int = 20) -> list[SegmentAction]:
+    return list(SegmentAction.objects.filter(segment=segment).select_related("created_by")[:limit])
+
+
+def segments_using(segment, *, include_archived: bool = False) -> list[Segment]:
+    """Segments whose rule nests ``segment`` (a ``segment`` node naming it)."""
+    from segments.rules import rule_segment_refs
+
+    qs = Segment.objects.exclude(pk=segment.pk)
+    if not include_archived:
+        qs = qs.filter(archived=False)
+    # rules are small and segments few: a JSON containment pre-filter would need a path per depth
+    return [s for s in qs.only("pk", "name", "rule", "archived")
+            if any(ref == segment.pk for _, ref in rule_segment_refs(s.rule))]
+
+
+# --- live rule results -----------------------------------------------------------------------
+
+def _tier_labels() -> dict[str, tuple[str, int]]:
+    from tagging.models import TierDefinition
+
+    return {code: (label, rank) for code, label, rank in
+            TierDefinition.objects.filter(scheme__active=True).values_list("code", "label", "rank")}
+
+
+def rule_preview(rule, *, principal, sample_size: int = 10, now=None) -> dict:
+    """What the rule matches now within the principal's scope: the count (one query), a sample
+    (largest assets first) and breakdowns by tier and branch (each one GROUP BY query)."""
+    rule_validate(rule)
+    matched = Customer.objects.visible_to(principal).filter(rule_compile(rule, now=now or timezone.now()))
+    count = matched.count()
+    sample = list(matched.select_related("branch", "advisor").order_by("-total_assets", "pk")[:sample_size]) \
+        if count and sample_size else []
+    labels = _tier_labels()
+    by_tier = [{"code": row["tier__code"] or NO_TIER,
+                "label": labels.get(row["tier__code"], (row["tier__code"] or "未分层", 0))[0],
+                "count": row["n"]}
+               for row in matched.order_by().values("tier__code").annotate(n=Count("pk"))] if count else []
+    by_tier.sort(key=lambda r: (labels.get(r["code"], ("", 10**6))[1], r["code"]))
+    by_branch = [{"code": row["branch__code"], "name": row["branch__name"], "count": row["n"]}
+                 for row in matched.order_by().values("branch__code", "branch__name").annotate(n=Count("pk"))
+                 .order_by("-n", "branch__code")] if count else []
+    return {"count": count, "sample": sample, "by_tier": by_tier, "by_branch": by_branch}
+
+
+# --- stored members ----------------------------------------------------------------------------
+
+def segment_members(segment, *, principal):
+    """The segment's stored membership (as of its last rebuild) within the principal's scope."""
+    return Customer.objects.visible_to(principal).filter(
+        Exists(SegmentMember.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk"))))
+
+
+def snapshot_members(snapshot, *, principal):
+    return Customer.objects.visible_to(principal).filter(
+        Exists(SegmentSnapshotMember.objects.filter(snapshot_id=snapshot.pk, customer_id=OuterRef("pk"))))
+
+
+def _side_q(segment, side, now) -> Q:
+    if side is None:
+        return rule_compile(segment.rule, now=now)
+    return Q(Exists(SegmentSnapshotMember.objects.filter(snapshot_id=side.pk, customer_id=OuterRef("pk"))))
+
+
+def segment_diff(*, principal, segment, left=None, right=None, now=None) -> dict:
+    """Who joined / left between two member lists: ``left`` and ``right`` are SegmentSnapshots or None
+    for the segment's live rule (evaluated now). joined = in right not in left; left = in left not in
+    right. Both within the principal's scope."""
+    now = now or timezone.now()
+    if left is None and right is None:
+        empty = Customer.objects.none()
+        return {"joined": empty, "left": empty, "joined_count": 0, "left_count": 0}
+    base = Customer.objects.visible_to(principal)
+    in_left, in_right = _side_q(segment, left, now), _side_q(segment, right, now)
+    joined = base.filter(in_right & ~in_left)
+    gone = base.filter(in_left & ~in_right)
+    return {"joined": joined, "left": gone, "joined_count": joined.count(), "left_count": gone.count()}
+
+
+def segment_size_trend(segment, days: int = 90) -> list[tuple]:
+    """(day, size) of the last ``days`` days (Asia/Shanghai dates), oldest first."""
+    since = timezone.localdate() - timedelta(days=days - 1)
+    return list(SegmentSizeDaily.objects.filter(segment=segment, day__gte=since).order_by("day")
+                .values_list("day", "size"))

@@ -1,0 +1,256 @@
+"""客群 pages over HTTP: roles, branch scope, the builder's operations and errors, saving, and the detail page's
+forms (snapshot, export, actions, archive) storing nothing on error."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from core.models import AuditLog
+from customers.tests.factories import CustomerFactory
+from segments.models import Segment, SegmentAction, SegmentExport, SegmentSnapshot
+from segments.tests import scope_urls
+
+pytestmark = pytest.mark.django_db
+
+C45 = {"op": "and", "rules": [{"type": "attribute", "field": "risk_level", "op": "in", "value": ["C4", "C5"]}]}
+
+
+@pytest.fixture
+def people(advisor, other_branch_advisor):
+    return {
+        "bj_c4": CustomerFactory(advisor=advisor, name="北京积极", risk_level="C4", mobile="13912345678"),
+        "bj_c2": CustomerFactory(advisor=advisor, name="北京稳健", risk_level="C2"),
+        "sh_c5": CustomerFactory(advisor=other_branch_advisor, name="上海激进", risk_level="C5"),
+    }
+
+
+def _builder_post(client, rule, op="", **fields):
+    data = {"rule": json.dumps(rule), "op": op, **fields}
+    return client.post(reverse("segments:builder"), data)
+
+
+def _segment(**kwargs):
+    kwargs.setdefault("rule", C45)
+    kwargs.setdefault("name", "高风险偏好")
+    return Segment.objects.create(**kwargs)
+
+
+# --- roles and scope -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ["advisor", "compliance", "same_branch_advisor"])
+def test_roles_without_segments_get_404_everywhere(client, request, role):
+    client.force_login(request.getfixturevalue(role))
+    segment = _segment()
+    for url in (reverse("segments:list"), reverse("segments:create"), reverse("segments:rule_schema"),
+                reverse("segments:detail", args=[segment.pk]), reverse("segments:edit", args=[segment.pk])):
+        assert client.get(url).status_code == 404, url
+    assert _builder_post(client, C45).status_code == 404
+
+
+def test_bj_branch_manager_gets_404_on_every_url_of_a_shanghai_segment(client, branch_manager, other_branch_advisor,
+                                                                       operator):
+    """The same factories the project-wide scope test uses, checked here on the segments URLs alone."""
+    from django.urls import get_resolver
+
+    objs = {"customer": CustomerFactory(advisor=other_branch_advisor, name="上海专属客户甲"), "operator": operator}
+    client.force_login(branch_manager)
+    resolver = get_resolver()
+    checked = 0
+    for entry in resolver.url_patterns:
+        if getattr(entry, "namespace", None) != "segments":
+            continue
+        for pattern in entry.url_patterns:
+            converters = pattern.pattern.converters
+            if not converters:
+                continue
+            kwargs = {k: scope_urls.OBJECT_KWARGS[k](objs) for k in converters}
+            url = reverse(f"segments:{pattern.name}", kwargs=kwargs)
+            response = client.get(url)
+            if response.status_code == 405:
+                response = client.post(url, {"name": "x", "kind": "tag_add", "tag": "margin_intent", "format": "csv"})
+            assert response.status_code == 404, f"{url} answered {response.status_code}"
+            checked += 1
+    assert checked >= 10
+    assert not SegmentSnapshot.objects.exists() and not SegmentExport.objects.filter(created_by=branch_manager).exists()
+
+
+def test_list_counts_members_within_the_viewer_scope(client, operator, branch_manager, people):
+    from segments.services import segment_rebuild
+
+    firm = _segment(name="全公司高风险")
+    sh_only = _segment(name="上海专属客群", branch=people["sh_c5"].branch)
+    segment_rebuild(segment_id=firm.pk)
+    client.force_login(operator)
+    html = client.get(reverse("segments:list")).content.decode()
+    assert "全公司高风险" in html and "上海专属客群" in html
+    row = html.split(f'data-segment-id="{firm.pk}"')[1].split("</tr>")[0]
+    assert 'data-testid="segment-count">2<' in row
+    client.force_login(branch_manager)
+    html = client.get(reverse("segments:list")).content.decode()
+    assert "上海专属客群" not in html
+    row = html.split(f'data-segment-id="{firm.pk}"')[1].split("</tr>")[0]
+    assert 'data-testid="segment-count">1<' in row
+    assert client.get(reverse("segments:detail", args=[sh_only.pk])).status_code == 404
+
+
+def test_archived_filter(client, operator):
+    _segment(name="旧客群", archived=True)
+    _segment(name="新客群")
+    client.force_login(operator)
+    active = client.get(reverse("segments:list")).content.decode()
+    archived = client.get(reverse("segments:list") + "?archived=1").content.decode()
+    assert "新客群" in active and "旧客群" not in active
+    assert "旧客群" in archived and "新客群" not in archived
+
+
+def test_rule_schema_is_served(client, operator):
+    client.force_login(operator)
+    response = client.get(reverse("segments:rule_schema"))
+    assert response.status_code == 200
+    schema = response.json()
+    assert "$schema" in schema or "type" in schema or "definitions" in schema or "$defs" in schema
+
+
+# --- builder --------------------------------------------------------------------------------------
+
+def test_builder_operations_edit_the_tree_and_preview_counts_in_scope(client, branch_manager, people):
+    client.force_login(branch_manager)
+    response = _builder_post(client, C45, op="add_condition|$")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-path="$.rules[1]"' in html and 'hx-swap-oob="true"' in html
+    response = _builder_post(client, C45, op="add_group|$")
+    assert 'data-path="$.rules[1].rules[0]"' in response.content.decode()
+    response = _builder_post(client, C45, op="toggle_not|$.rules[0]")
+    rule = json.loads(response.content.decode().split('name="rule" value="')[1].split('"')[0].replace("&quot;", '"'))
+    assert rule["rules"][0]["not"] is True
+    # C4/C5 within the BJ branch: only 北京积极 (上海激进 is outside the manager's scope)
+    html = _builder_post(client, C45).content.decode()
+    assert 'data-count="1"' in html and "北京积极" in html and "上海激进" not in html
+    assert "139****5678" in html  # masked mobile only
+    # the editor's posted values override the JSON: tick C2 as well
+    html = _builder_post(client, C45, **{"f:$.rules[0]:_present": "1", "f:$.rules[0]:type": "attribute",
+                                         "f:$.rules[0]:field": "risk_level", "f:$.rules[0]:op": "in",
+                                         "f:$.rules[0]:value": ["C2", "C4", "C5"]}).content.decode()
+    assert 'data-count="2"' in html
+    html = _builder_post(client, C45, op="toggle_op|$").content.decode()
+    assert "或 OR" in html
+    html = _builder_post(client, {"op": "and", "rules": [C45, C45]}, op="remove|$.rules[1]").content.decode()
+    assert 'data-path="$.rules[1]"' not in html
+
+
+def test_builder_shows_the_error_path_and_highlights_the_node(client, operator, people):
+    client.force_login(operator)
+    bad = {"op": "and", "rules": [C45["rules"][0], {"type": "trades", "measure": "count", "op": "gte", "value": 1}]}
+    html = _builder_post(client, bad).content.decode()
+    assert 'data-testid="preview-error-path">$.rules[1].within_days<' in html
+    node = html.split('data-path="$.rules[1]"')[0].rsplit("<div", 1)[1]
+    assert "border-danger" in node
+
+
+def test_changing_a_condition_type_starts_it_over(client, operator):
+    client.force_login(operator)
+    html = _builder_post(client, C45, **{"f:$.rules[0]:_present": "1",
+                                         "f:$.rules[0]:type": "trades"}).content.decode()
+    rule = json.loads(html.split('name="rule" value="')[1].split('"')[0].replace("&quot;", '"'))
+    assert rule["rules"][0]["type"] == "trades" and rule["rules"][0]["within_days"] == 90
+
+
+def test_save_creates_and_invalid_rule_stores_nothing(client, operator, people):
+    client.force_login(operator)
+    bad = {"op": "and", "rules": [{"type": "tier", "op": "in", "value": []}]}
+    response = client.post(reverse("segments:create"), {"name": "坏规则", "rule": json.dumps(bad)})
+    assert response.status_code == 400
+    assert "$.rules[0].value" in response.content.decode()
+    assert not Segment.objects.exists()
+    response = client.post(reverse("segments:create"), {"name": "", "rule": json.dumps(C45)})
+    assert response.status_code == 400 and not Segment.objects.exists()
+    response = client.post(reverse("segments:create"), {"name": "高风险", "description": "C4/C5",
+                                                        "rule": json.dumps(C45)})
+    segment = Segment.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("segments:detail", args=[segment.pk])
+    assert segment.rule == C45 and segment.branch is None and segment.created_by == operator
+    response = client.post(reverse("segments:edit", args=[segment.pk]),
+                           {"name": "高风险改", "rule": json.dumps(C45), "f:$.rules[0]:_present": "1",
+                            "f:$.rules[0]:type": "attribute", "f:$.rules[0]:field": "risk_level",
+                            "f:$.rules[0]:op": "in", "f:$.rules[0]:value": ["C5"]})
+    segment.refresh_from_db()
+    assert response.status_code == 302 and segment.name == "高风险改"
+    assert segment.rule["rules"][0]["value"] == ["C5"]
+
+
+def test_branch_manager_segment_belongs_to_their_branch_and_firm_wide_is_read_only(client, branch_manager, people):
+    client.force_login(branch_manager)
+    client.post(reverse("segments:create"), {"name": "北京高风险", "rule": json.dumps(C45)})
+    assert Segment.objects.get().branch.code == "BJ01"
+    firm = _segment(name="全公司")
+    assert client.get(reverse("segments:edit", args=[firm.pk])).status_code == 200
+    response = client.post(reverse("segments:edit", args=[firm.pk]), {"name": "改名", "rule": json.dumps(C45)})
+    assert response.status_code == 403
+    firm.refresh_from_db()
+    assert firm.name == "全公司"
+
+
+# --- detail -----------------------------------------------------------------------------------------
+
+def test_detail_shows_summary_members_masked_and_history(client, operator, branch_manager, people):
+    from segments.services import segment_rebuild
+
+    segment = _segment()
+    segment_rebuild(segment_id=segment.pk)
+    client.force_login(branch_manager)
+    html = client.get(reverse("segments:detail", args=[segment.pk])).content.decode()
+    assert "风险等级" in html and "C4" in html  # readable rule
+    assert "北京积极" in html and "上海激进" not in html and "139****5678" in html
+    assert html.count('data-testid="rebuild-row"') == 1
+    client.force_login(operator)
+    html = client.get(reverse("segments:detail", args=[segment.pk])).content.decode()
+    assert "上海激进" in html
+
+
+def test_snapshot_diff_export_action_errors_store_nothing(client, operator, people):
+    segment = _segment()
+    client.force_login(operator)
+    url = reverse("segments:detail", args=[segment.pk])
+    assert client.post(reverse("segments:snapshot_create", args=[segment.pk]), {"name": ""}).status_code == 400
+    assert client.post(reverse("segments:export_create", args=[segment.pk]), {"format": "pdf"}).status_code == 400
+    response = client.post(reverse("segments:action_create", args=[segment.pk]), {"kind": "tag_add", "tag": ""})
+    assert response.status_code == 400
+    response = client.post(reverse("segments:action_create", args=[segment.pk]),
+                           {"kind": "tasks", "title": "回访", "due_days": "99"})
+    assert response.status_code == 400
+    assert not SegmentSnapshot.objects.exists() and not SegmentExport.objects.exists()
+    assert not SegmentAction.objects.exists()
+    response = client.post(reverse("segments:snapshot_create", args=[segment.pk]), {"name": "双十一受众"})
+    assert response.status_code == 302 and response["Location"] == url
+    snapshot = SegmentSnapshot.objects.get()
+    assert snapshot.size == 2
+    people["bj_c2"].risk_level = "C5"
+    people["bj_c2"].save()
+    html = client.get(reverse("segments:diff", args=[segment.pk]) + f"?left={snapshot.pk}&right=live").content.decode()
+    assert 'data-testid="diff-joined-count">1<' in html and "北京稳健" in html
+    assert 'data-testid="diff-left-count">0<' in html
+    assert client.get(reverse("segments:diff", args=[segment.pk]) + "?left=999999").status_code == 404
+
+
+def test_archive(client, operator):
+    segment = _segment()
+    client.force_login(operator)
+    response = client.post(reverse("segments:archive", args=[segment.pk]))
+    assert response.status_code == 302
+    segment.refresh_from_db()
+    assert segment.archived
+    assert AuditLog.objects.filter(action="segment.archive", target_id=str(segment.pk)).exists()
+
+
+def test_export_status_and_download_are_the_exporters_own(client, operator, hq_manager):
+    segment = _segment()
+    export = SegmentExport.objects.create(segment=segment, created_by=operator)
+    client.force_login(hq_manager)
+    assert client.get(reverse("segments:export_status", args=[export.pk])).status_code == 404
+    assert client.get(reverse("segments:export_download", args=[export.pk])).status_code == 404
+    client.force_login(operator)
+    response = client.get(reverse("segments:export_status", args=[export.pk]))
+    assert response.status_code == 200 and 'hx-trigger="every 1s"' in response.content.decode()
+    assert client.get(reverse("segments:export_download", args=[export.pk])).status_code == 404  # not done yet

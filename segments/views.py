@@ -1,0 +1,192 @@
+"""客群 pages: the list, the rule builder (htmx: every edit posts the tree and one operation and gets the
+builder and the live preview back), and the rule schema. The detail page and what is done on it (rebuild,
+snapshots, diff, exports, bulk actions, archive) are in views_detail.py.
+
+Operators, branch and HQ managers and admins use them (nav key ``segments``); everyone else gets 404.
+What a viewer sees of a segment — counts, samples, members — is cut to their data scope by the selectors.
+"""
+
+import json
+from decimal import InvalidOperation
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import DataError, transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from core.errors import ApplicationError
+from core.navigation import user_may_use
+from core.scoping import scope_for
+from segments import builder
+from segments import rules as rule_lang
+from segments.forms import SegmentForm
+from segments.models import SegmentRebuild
+
+EXAMPLE_RULE = {"op": "and", "rules": [{"type": "attribute", "field": "risk_level", "op": "in", "value": ["C4", "C5"]}]}
+PREVIEW_SAMPLE = 10
+
+
+def require_segments(user) -> None:
+    if not user_may_use(user, "segments"):
+        raise Http404("segments are not available for this role")
+
+
+def _selectors():
+    from segments import selectors
+
+    return selectors
+
+
+def _services():
+    from segments import services
+
+    return services
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+@login_required
+def segment_list(request):
+    require_segments(request.user)
+    archived = request.GET.get("archived") == "1"
+    scope_q = scope_for(request.user).customer_q("members__customer__")
+    latest = SegmentRebuild.objects.filter(segment=OuterRef("pk")).order_by("-started_at", "-pk")
+    segments = list(
+        _selectors().segments_visible_to(request.user).filter(archived=archived).select_related("branch")
+        .annotate(visible_count=Count("members", filter=scope_q, distinct=True),
+                  last_rebuild_at=Subquery(latest.values("started_at")[:1]),
+                  last_rebuild_ms=Subquery(latest.values("duration_ms")[:1]),
+                  last_rebuild_status=Subquery(latest.values("status")[:1]))
+        .order_by("-updated_at", "-pk")[:200])
+    for segment in segments:
+        trend = _selectors().segment_size_trend(segment, days=30)
+        segment.sparkline = json.dumps([size for _day, size in trend])
+    return render(request, "segments/list.html", {"segments": segments, "archived": archived})
+
+
+# --- builder ------------------------------------------------------------------------------------
+
+def _tree_from_post(post) -> tuple[dict, str | None]:
+    """The tree as the page shows it: the hidden JSON with the editors' values written over it."""
+    try:
+        tree = json.loads(post.get("rule") or "null")
+    except ValueError:
+        tree = None
+    if not isinstance(tree, dict):
+        tree = json.loads(json.dumps(builder.EMPTY_RULE))
+    try:
+        return builder.apply_fields(tree, builder.fields_from_post(post)), None
+    except builder.BuilderError as exc:
+        return tree, str(exc)
+
+
+def _preview(rule: dict, user) -> dict:
+    """Preview context: counts and sample, or the error with the path of the bad node."""
+    if builder.is_group(rule) and not rule.get("rules"):
+        return {"empty": True}
+    try:
+        with transaction.atomic():  # a value the database refuses (out of range) rolls back only this
+            result = _selectors().rule_preview(rule, principal=user, sample_size=PREVIEW_SAMPLE)
+    except (ValueError, OverflowError, InvalidOperation, DataError) as exc:
+        return {"error": _("规则中的数值超出范围：%(e)s") % {"e": exc}, "error_path": "$"}
+    except rule_lang.RuleError as exc:
+        return {"error": exc.details[0]["message"] if exc.details else exc.message, "error_path": exc.path}
+    except ApplicationError as exc:
+        return {"error": exc.message, "error_path": getattr(exc, "path", None)}
+    chart = {"tiers": [{"label": str(r["label"]), "count": r["count"]} for r in result.get("by_tier", [])],
+             "branches": [{"label": str(r["name"]), "count": r["count"]} for r in result.get("by_branch", [])]}
+    return {"result": result, "chart": chart}
+
+
+def _builder_context(request, *, tree, segment=None, error_path=None, error=None, form=None) -> dict:
+    preview = _preview(tree, request.user)
+    error_path = error_path or preview.get("error_path")
+    return {
+        "tree": builder.render_nodes(tree, principal=request.user, error_path=error_path,
+                                     exclude_segment_id=segment.pk if segment else None),
+        "rule_json": json.dumps(tree, ensure_ascii=False),
+        "preview": preview, "segment": segment, "builder_error": error,
+        "error_message": preview.get("error") or error,
+        "form": form or SegmentForm(initial={"name": segment.name if segment else "",
+                                             "description": segment.description if segment else ""}),
+    }
+
+
+@login_required
+@require_POST
+def builder_update(request):
+    """One builder edit: apply the posted editors, then ``op`` = "operation|path"; answer the builder
+    and, out of band, the preview."""
+    require_segments(request.user)
+    tree, error = _tree_from_post(request.POST)
+    operation, _sep, path = (request.POST.get("op") or "").partition("|")
+    if operation and not error:
+        try:
+            tree = builder.apply_operation(tree, operation, path or "$", principal=request.user)
+        except builder.BuilderError as exc:
+            error = str(exc)
+    segment = None
+    if (request.POST.get("segment_id") or "").isdigit():
+        segment = _selectors().segment_get_for_user(request.user, int(request.POST["segment_id"]))
+    context = _builder_context(request, tree=tree, segment=segment, error=error)
+    return render(request, "segments/partials/builder_response.html", context, status=400 if error else 200)
+
+
+def _save(request, segment=None):
+    form = SegmentForm(request.POST)
+    tree, error = _tree_from_post(request.POST)
+    if error or not form.is_valid():
+        context = _builder_context(request, tree=tree, segment=segment, error=error, form=form)
+        return render(request, "segments/builder.html", context, status=400)
+    try:
+        rule_lang.rule_validate(tree)
+        if segment is None:
+            branch = request.user.branch if scope_for(request.user).branch_id else None
+            segment = _services().segment_create(actor=request.user, name=form.cleaned_data["name"], rule=tree,
+                                                 description=form.cleaned_data["description"], branch=branch)
+        else:
+            _services().segment_update(actor=request.user, segment=segment, name=form.cleaned_data["name"], rule=tree,
+                                       description=form.cleaned_data["description"])
+    except rule_lang.RuleError as exc:
+        context = _builder_context(request, tree=tree, segment=segment, form=form, error_path=exc.path,
+                                   error=_("规则有误，未保存：%(m)s") % {"m": exc.message})
+        return render(request, "segments/builder.html", context, status=400)
+    except (ApplicationError, PermissionDenied) as exc:
+        message = getattr(exc, "message", None) or _("没有权限保存这个客群")
+        for detail in getattr(exc, "details", None) or []:
+            if isinstance(detail, dict) and detail.get("field") in form.fields:
+                form.add_error(detail["field"], detail.get("message") or message)
+        context = _builder_context(request, tree=tree, segment=segment, form=form, error=message)
+        return render(request, "segments/builder.html", context, status=getattr(exc, "status_code", 403))
+    messages.success(request, _("客群已保存"))
+    return redirect("segments:detail", segment_id=segment.pk)
+
+
+@login_required
+def segment_create(request):
+    require_segments(request.user)
+    if request.method == "POST":
+        return _save(request)
+    return render(request, "segments/builder.html", _builder_context(request, tree=EXAMPLE_RULE))
+
+
+@login_required
+def segment_edit(request, segment_id: int):
+    require_segments(request.user)
+    segment = _selectors().segment_get_for_user(request.user, segment_id)
+    if request.method == "POST":
+        return _save(request, segment)
+    return render(request, "segments/builder.html", _builder_context(request, tree=segment.rule, segment=segment))
+
+
+@login_required
+def rule_schema(request):
+    require_segments(request.user)
+    from segments.rule_schema import RULE_JSON_SCHEMA
+
+    return JsonResponse(RULE_JSON_SCHEMA, json_dumps_params={"ensure_ascii": False, "indent": 2})
