@@ -20,6 +20,7 @@ INTEGRATION_PAGES: list[tuple[str, str, str]] = [
     ("integrations:api_clients", gettext_lazy("API 客户端"), gettext_lazy("为外部系统签发 /api/v1 的访问密钥")),
     ("integrations:webhooks", gettext_lazy("Webhook 订阅"), gettext_lazy("把客户与标签变化推送给外部系统")),
     ("integrations:crm", gettext_lazy("CRM 同步"), gettext_lazy("从 CRM 拉取客户、产品与交易")),
+    ("wecom:sync_runs", gettext_lazy("企业微信"), gettext_lazy("同步成员、客户联系、企业标签与客户群；人工关联客户")),
 ]
 
 

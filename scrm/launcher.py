@@ -3,7 +3,12 @@
 It starts PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset (and hands their URLs to
 its children), migrates, loads the demo data once, then runs web + one Celery worker +
 Celery beat under honcho, plus the local CRM sandbox (integrations/crm/sandbox.py) that the
-pull sync reads when CRM_BASE_URL is unset. Ctrl-C stops the children, then the servers it started.
+pull sync reads when CRM_BASE_URL is unset, and the local WeCom sandbox (integrations/wecom/sandbox.py)
+when WECOM_CORP_ID is unset: it gets the demo corp id, secret, callback token and EncodingAESKey (set
+for every child), a seed written from the demo database (advisors and their customers' WeCom ids),
+and pushes its callbacks to this product's /integrations/wecom/callback/. A first WeCom sync is queued
+for the worker a few seconds after start (`manage.py wecom_sync --enqueue`); beat then syncs every 30
+minutes. Ctrl-C stops the children, then the servers it started.
 """
 
 import os
@@ -34,16 +39,46 @@ def main() -> int:
         crm_port = _free_port()
         env["CRM_BASE_URL"] = f"http://127.0.0.1:{crm_port}"
         env.setdefault("CRM_API_TOKEN", "sandbox-token")
+    messaging_port = None
+    if not env.get("MESSAGING_BASE_URL"):  # no SMS/push gateway given: the provider sandbox
+        messaging_port = _free_port()
+        env["MESSAGING_BASE_URL"] = f"http://127.0.0.1:{messaging_port}"
+        env.setdefault("MESSAGING_API_TOKEN", "sandbox-token")
+    wecom_port = None
+    if not env.get("WECOM_CORP_ID"):  # no real WeCom given: the sandbox on a free port, with the demo secrets
+        from integrations.wecom import sandbox as wecom_sandbox
+
+        wecom_port = _free_port()
+        env["WECOM_API_BASE_URL"] = f"http://127.0.0.1:{wecom_port}"
+        env["WECOM_CORP_ID"] = wecom_sandbox.DEMO_CORP_ID
+        env["WECOM_SECRET"] = wecom_sandbox.DEMO_SECRET
+        env["WECOM_CALLBACK_TOKEN"] = wecom_sandbox.DEMO_CALLBACK_TOKEN
+        env["WECOM_CALLBACK_AES_KEY"] = wecom_sandbox.DEMO_CALLBACK_AES_KEY
     try:
         subprocess.run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env=env, cwd=BASE_DIR, check=True)
         subprocess.run([python, "manage.py", "demo_load"], env=env, cwd=BASE_DIR, check=True)
         manager = Manager()
+        if wecom_port:
+            seed_file = embedded.data_dir() / "wecom-sandbox-seed.json"
+            subprocess.run([python, "manage.py", "wecom_sandbox_seed", "--out", str(seed_file)], env=env, cwd=BASE_DIR,
+                           check=True)
+            callback_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
+            callback_url = f"http://{callback_host}:{port}/integrations/wecom/callback/"
+            manager.add_process("wecom", f"{python} -m integrations.wecom.sandbox --port {wecom_port} "
+                                         f"--seed-file {seed_file} --callback-url {callback_url}",
+                                env=env, cwd=str(BASE_DIR))
+            # the worker picks this up once it (and the sandbox) are up
+            subprocess.run([python, "manage.py", "wecom_sync", "--enqueue", "--countdown", "15"], env=env,
+                           cwd=BASE_DIR, check=False)
+        if messaging_port:
+            manager.add_process("sms", f"{python} -m sop.provider_sandbox --port {messaging_port}",
+                                env=env, cwd=str(BASE_DIR))
         if crm_port:
             manager.add_process("crm", f"{python} -m integrations.crm.sandbox --port {crm_port}",
                                 env=env, cwd=str(BASE_DIR))
         manager.add_process("web", f"{python} -m uvicorn scrm.asgi:application --host {host} --port {port} "
                                    "--no-access-log --timeout-graceful-shutdown 3", env=env, cwd=str(BASE_DIR))
-        manager.add_process("worker", f"{python} -m celery -A scrm worker -l INFO -c 2 -n worker@%h",
+        manager.add_process("worker", f"{python} -m celery -A scrm worker -Q celery,sop -l INFO -c 2 -n worker@%h",
                             env=env, cwd=str(BASE_DIR))
         beat_schedule = embedded.data_dir() / "celerybeat-schedule"
         manager.add_process("beat", f"{python} -m celery -A scrm beat -l INFO -s {beat_schedule}",

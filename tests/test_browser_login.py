@@ -8,12 +8,13 @@ pytestmark = pytest.mark.browser
 
 # what each role's sidebar must show (keys of core.navigation.NAV_ITEMS whose pages exist)
 EXPECTED_NAV = {
-    "advisor": {"home", "customers", "tasks"},
-    "branch_manager": {"home", "customers", "tasks", "tiers"},
-    "hq_manager": {"home", "customers", "tiers"},
-    "operator": {"home", "customers", "tags", "tiers"},
+    "advisor": {"home", "customers", "tasks", "groups"},
+    "branch_manager": {"home", "customers", "tasks", "tiers", "segments", "groups", "transfers"},
+    "hq_manager": {"home", "customers", "tiers", "segments"},
+    "operator": {"home", "customers", "tags", "tiers", "segments", "groups", "wecom", "contact_ways"},
     "compliance": {"home", "customers", "compliance"},
-    "admin": {"home", "customers", "tasks", "tags", "tiers", "compliance", "integrations", "settings"},
+    "admin": {"home", "customers", "tasks", "tags", "tiers", "segments", "groups", "wecom", "contact_ways",
+              "transfers", "compliance", "integrations", "settings"},
 }
 
 

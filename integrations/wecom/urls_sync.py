@@ -1,3 +1,10 @@
 """Sync runs and the contact review queue."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from integrations.wecom import views_sync
+
+urlpatterns: list = [
+    path("", views_sync.sync_runs_page, name="sync_runs"),
+    path("review/", views_sync.review_page, name="review"),
+]

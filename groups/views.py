@@ -1,0 +1,164 @@
+"""社群 pages: the group list and a group's detail (members, health chart, audience gap with 邀请,
+join-way QR, purpose/audience edit). Advisors, operators, branch managers and admins use them
+(404 for other roles); every group and every client shown is cut to the viewer's data scope.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from core.errors import ApplicationError
+from core.models import User
+from core.navigation import user_may_use
+from groups import selectors, services
+from groups.forms import GroupEditForm, GroupFilterForm, InviteForm
+from groups.models import GroupChat, Purpose
+
+GAP_LIST_LIMIT = 100
+
+
+def _require_groups(user) -> None:
+    if not user_may_use(user, "groups"):
+        raise Http404("groups not available for this role")
+
+
+def _group(request, group_id: int) -> GroupChat:
+    _require_groups(request.user)
+    return selectors.group_get_for_user(user=request.user, group_id=group_id)
+
+
+@login_required
+def group_list(request):
+    _require_groups(request.user)
+    visible = selectors.groups_visible_to(request.user)
+    owners = User.objects.filter(pk__in=visible.filter(advisor__isnull=False).values("advisor_id")).order_by("display_name",
+                                                                                                            "username")
+    form = GroupFilterForm(request.GET or None, owners=owners)
+    qs = visible.select_related("advisor", "audience")
+    if form.is_bound and form.is_valid():
+        if form.cleaned_data["purpose"]:
+            qs = qs.filter(purpose=form.cleaned_data["purpose"])
+        if form.cleaned_data["owner"]:
+            qs = qs.filter(advisor_id=form.cleaned_data["owner"])
+    qs = selectors.groups_with_numbers(qs).order_by("status", "name", "pk")
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    flow = selectors.groups_recent_flow([g.pk for g in page], days=7)
+    for group in page:
+        group.recent_joins, group.recent_leaves = flow[group.pk]["joins"], flow[group.pk]["leaves"]
+        group.gap = selectors.audience_gap_count(group, request.user) if group.audience_id else None
+    return render(request, "groups/list.html", {"form": form, "page": page, "purposes": Purpose.choices})
+
+
+def _detail_context(request, group: GroupChat) -> dict:
+    user = request.user
+    health = selectors.group_health(group)
+    gap = selectors.audience_not_in_group(group, user).select_related("advisor", "tier").order_by("name", "pk")
+    not_fitting = selectors.members_not_fitting(group, user).select_related("advisor", "tier").order_by("name", "pk")
+    tiers = selectors.tier_labels()
+    gap_rows, not_fitting_rows = list(gap[:GAP_LIST_LIMIT]), list(not_fitting[:GAP_LIST_LIMIT])
+    for c in gap_rows + not_fitting_rows:
+        code = getattr(getattr(c, "tier", None), "code", None)
+        c.tier_info = tiers.get(code, {"label": code, "colour": "secondary"}) if code else None
+    members = list(selectors.group_members_for_user(group, user))
+    for m in members:
+        code = getattr(getattr(m.customer, "tier", None), "code", None) if m.customer_visible else None
+        m.tier = tiers.get(code, {"label": code, "colour": "secondary"}) if code else None
+    context = {
+        "group": group,
+        "health": health,
+        "chart": {"days": health["days"], "tiers": health["tiers"]},
+        "members": members,
+        "gap": gap_rows,
+        "gap_total": gap.count() if group.audience_id else 0,
+        "not_fitting": not_fitting_rows,
+        "not_fitting_total": not_fitting.count() if group.audience_id else 0,
+        "can_edit": services.group_may_edit(user, group),
+        "active": group.status == GroupChat.Status.ACTIVE,
+    }
+    if context["can_edit"]:
+        context.setdefault("edit_form", GroupEditForm(
+            initial={"purpose": group.purpose, "audience": group.audience_id},
+            segments=services.audience_choices_for(user)))
+    return context
+
+
+@login_required
+def group_detail(request, group_id: int):
+    group = _group(request, group_id)
+    return render(request, "groups/detail.html", _detail_context(request, group))
+
+
+@login_required
+@require_POST
+def group_edit(request, group_id: int):
+    group = _group(request, group_id)
+    if not services.group_may_edit(request.user, group):
+        raise Http404("not allowed to edit this group")
+    form = GroupEditForm(request.POST, segments=services.audience_choices_for(request.user))
+    if form.is_valid():
+        try:
+            services.group_update(actor=request.user, group=group, purpose=form.cleaned_data["purpose"],
+                                  audience=form.cleaned_data["audience"])
+        except ApplicationError as exc:
+            for detail in exc.details or [{"field": None, "message": exc.message}]:
+                form.add_error(detail.get("field"), detail.get("message") or exc.message)
+        else:
+            messages.success(request, _("已保存群的用途和目标客群"))
+            return redirect("groups:detail", group_id=group.pk)
+    context = _detail_context(request, group)
+    context["edit_form"] = form
+    return render(request, "groups/detail.html", context, status=400)
+
+
+@login_required
+@require_POST
+def group_invite(request, group_id: int):
+    """邀请: invite tasks for the checked gap customers (or the whole gap); answers the gap card."""
+    group = _group(request, group_id)
+    form = InviteForm(request.POST)
+    result, error = None, None
+    if not form.is_valid():
+        error = _("请选择要邀请的客户")
+    else:
+        gap = selectors.audience_not_in_group(group, request.user)
+        if not form.cleaned_data["all"]:
+            gap = gap.filter(pk__in=form.cleaned_data["customers"])
+        if not form.cleaned_data["all"] and not form.cleaned_data["customers"]:
+            error = _("请选择要邀请的客户")
+        else:
+            try:
+                result = services.group_invite_tasks_create(actor=request.user, group=group, customers=gap)
+            except ApplicationError as exc:
+                error = exc.message
+    context = _detail_context(request, group)
+    context.update(invite_result=result, invite_error=error)
+    status = 400 if error else 200
+    if request.headers.get("HX-Request"):
+        return render(request, "groups/partials/gap.html", context, status=status)
+    if result:
+        messages.success(request, _("已创建 %(n)s 个邀请任务") % {"n": result["created"]})
+    elif error:
+        messages.error(request, error)
+    return redirect("groups:detail", group_id=group.pk)
+
+
+@login_required
+@require_POST
+def group_join_way(request, group_id: int):
+    """生成入群二维码 through WeCom; answers the QR card."""
+    group = _group(request, group_id)
+    error = None
+    try:
+        group = services.group_join_way_create(actor=request.user, group=group)
+    except ApplicationError as exc:
+        error = exc.message
+    context = {"group": group, "join_error": error, "active": group.status == GroupChat.Status.ACTIVE}
+    if request.headers.get("HX-Request"):
+        return render(request, "groups/partials/join_way.html", context, status=400 if error else 200)
+    if error:
+        messages.error(request, error)
+    return redirect("groups:detail", group_id=group.pk)

@@ -1,0 +1,156 @@
+"""Pages for contact ways (渠道活码: operators and admins) and client transfers (离职继承/在职转接: branch
+managers for their branch, admins for all). Everyone else gets 404, as do objects outside the user's scope."""
+
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+
+from core.errors import ApplicationError
+from core.models import Role
+from integrations.views_api_clients import INTEGRATION_PAGES
+from integrations.wecom import contact_ways as cw
+from integrations.wecom import transfers as tr
+from integrations.wecom.forms_ops import ContactWayForm, TransferForm
+from integrations.wecom.models import CallbackEvent, ContactFollow
+
+logger = logging.getLogger(__name__)
+
+for _page in (("wecom:contact_ways", gettext_lazy("渠道活码"), gettext_lazy("按渠道/活动/投顾生成企业微信联系二维码")),
+              ("wecom:transfers", gettext_lazy("客户转接"), gettext_lazy("离职继承与在职转接，按客户跟踪结果")),
+              ("wecom:callback_events", gettext_lazy("企业微信回调"), gettext_lazy("收到的回调事件及其处理结果"))):
+    if _page[0] not in [p[0] for p in INTEGRATION_PAGES]:
+        INTEGRATION_PAGES.append(_page)
+
+
+def _require(user, roles) -> None:
+    if getattr(user, "role", None) not in roles:
+        raise Http404("not for this role")
+
+
+def _form_errors_from(form, exc: ApplicationError) -> None:
+    fields = [d.get("field") for d in exc.details if isinstance(d, dict) and d.get("field") in form.fields]
+    for field in fields or [None]:
+        form.add_error(field, exc.message)
+
+
+# --- contact ways --------------------------------------------------------------------------------
+
+@login_required
+def contact_ways(request):
+    _require(request.user, cw.CONTACT_WAY_ROLES)
+    ways = cw.contact_ways_for(request.user)
+    return render(request, "wecom/contact_ways.html", {"ways": ways})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def contact_way_create(request):
+    _require(request.user, cw.CONTACT_WAY_ROLES)
+    form = ContactWayForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            way = cw.contact_way_create(actor=request.user, name=data["name"], channel=data["channel"],
+                                        campaign=data["campaign"], advisor=data["advisor"], tags=data["tags"],
+                                        welcome_message=data["welcome_message"])
+        except ApplicationError as exc:
+            _form_errors_from(form, exc)
+        else:
+            messages.success(request, _("渠道活码已生成"))
+            return redirect("wecom:contact_way_detail", contact_way_id=way.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "wecom/contact_way_form.html", {"form": form}, status=status)
+
+
+@login_required
+def contact_way_detail(request, contact_way_id):
+    _require(request.user, cw.CONTACT_WAY_ROLES)
+    way = get_object_or_404(cw.contact_ways_for(request.user), pk=contact_way_id)
+    follows = (ContactFollow.objects.filter(state=way.state).select_related("contact__customer", "staff")
+               .order_by("-added_at", "-pk")[:50])
+    return render(request, "wecom/contact_way_detail.html", {"way": way, "follows": follows})
+
+
+@login_required
+@require_POST
+def contact_way_deactivate(request, contact_way_id):
+    _require(request.user, cw.CONTACT_WAY_ROLES)
+    way = get_object_or_404(cw.contact_ways_for(request.user), pk=contact_way_id)
+    try:
+        cw.contact_way_deactivate(actor=request.user, contact_way=way)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("渠道活码已停用，二维码不再可用"))
+    return redirect("wecom:contact_way_detail", contact_way_id=way.pk)
+
+
+# --- transfers -----------------------------------------------------------------------------------
+
+@login_required
+def transfers(request):
+    _require(request.user, tr.TRANSFER_ROLES)
+    rows = tr.transfer_with_counts(tr.transfers_for(request.user))[:200]
+    return render(request, "wecom/transfers.html", {"transfers": rows})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def transfer_create(request):
+    """GET without choices: the form; GET with them: the form and the clients that would move; POST: start."""
+    _require(request.user, tr.TRANSFER_ROLES)
+    bound = request.POST if request.method == "POST" else (request.GET if "from_advisor" in request.GET else None)
+    form = TransferForm(bound, user=request.user)
+    preview = None
+    if bound is not None and form.is_valid():
+        data = form.cleaned_data
+        try:
+            tr.transfer_check(actor=request.user, kind=data["kind"], from_advisor=data["from_advisor"],
+                              to_advisor=data["to_advisor"])
+            if request.method == "POST":
+                transfer = tr.transfer_start(actor=request.user, kind=data["kind"], from_advisor=data["from_advisor"],
+                                             to_advisor=data["to_advisor"])
+                messages.success(request, _("客户已转给接替投顾；企业微信中的接替结果会陆续更新"))
+                try:
+                    tr.transfer_submit(transfer)
+                except Exception:  # noqa: BLE001 - the product side stands; the beat poll submits the rest
+                    logger.exception("submitting transfer %s to WeCom failed", transfer.pk)
+                    messages.warning(request, _("提交企业微信失败，系统会自动重试"))
+                return redirect("wecom:transfer_detail", transfer_id=transfer.pk)
+            preview = tr.transfer_preview(actor=request.user, from_advisor=data["from_advisor"])
+        except ApplicationError as exc:
+            _form_errors_from(form, exc)
+    status = 400 if bound is not None and form.errors else 200
+    context = {"form": form, "preview": preview,
+               "preview_wecom": sum(1 for row in preview or [] if row["external_userid"]),
+               "action": reverse("wecom:transfer_create")}
+    return render(request, "wecom/transfer_form.html", context, status=status)
+
+
+@login_required
+def transfer_detail(request, transfer_id):
+    _require(request.user, tr.TRANSFER_ROLES)
+    transfer = get_object_or_404(tr.transfer_with_counts(tr.transfers_for(request.user)), pk=transfer_id)
+    items = tr.transfer_items_for(user=request.user, transfer=transfer)
+    return render(request, "wecom/transfer_detail.html", {"transfer": transfer, "items": items})
+
+
+# --- callback log (admins) -------------------------------------------------------------------------
+
+@login_required
+def callback_events(request):
+    """The latest callbacks as received, with their processing status and error (unknown events: ignored)."""
+    _require(request.user, {Role.ADMIN})
+    status = request.GET.get("status", "")
+    rows = CallbackEvent.objects.all()
+    if status in CallbackEvent.Status.values:
+        rows = rows.filter(status=status)
+    return render(request, "wecom/callback_events.html",
+                  {"events": rows[:200], "status": status, "statuses": CallbackEvent.Status.choices})

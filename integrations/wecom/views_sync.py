@@ -1,0 +1,109 @@
+"""企业微信 pages (admins and operators, 404 for everyone else; see access.py): the connection and sync runs
+with 立即同步 per kind, and the review queue of contacts no customer could be matched to."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from core.errors import ApplicationError
+from integrations.wecom import contacts, sync
+from integrations.wecom.access import require_wecom_manager
+from integrations.wecom.client import wecom_client, wecom_configured
+from integrations.wecom.models import ExternalContact, SyncRun
+
+
+@login_required
+def sync_runs_page(request):
+    """GET: connection status and runs. POST kind=…: queue a sync of that kind after commit."""
+    require_wecom_manager(request.user)
+    configured = wecom_configured()
+    if request.method == "POST":
+        kind = request.POST.get("kind") or SyncRun.Kind.ALL
+        if kind not in SyncRun.Kind.values:
+            messages.error(request, _("未知的同步范围"))
+        elif not configured:
+            messages.error(request, _("未配置企业微信（WECOM_CORP_ID、WECOM_SECRET），无法同步"))
+        else:
+            from integrations.wecom.tasks_sync import wecom_sync
+
+            label = f"manual:{request.user.username}"
+            transaction.on_commit(lambda: wecom_sync.delay(kind, label))
+            messages.success(request, _("已开始同步（%(kind)s），稍后刷新页面查看结果") % {
+                "kind": SyncRun.Kind(kind).label})
+        return redirect("wecom:sync_runs")
+    runs = list(sync.sync_runs())
+    token_cached = configured and wecom_client().token_cached()
+    return render(request, "wecom/sync_runs.html", {
+        "runs": runs, "configured": configured, "base_url": settings.WECOM_API_BASE_URL,
+        "corp_id": settings.WECOM_CORP_ID, "token_cached": token_cached, "kinds": SyncRun.Kind.choices,
+        "callback_configured": bool(settings.WECOM_CALLBACK_TOKEN and settings.WECOM_CALLBACK_AES_KEY),
+        "unmatched": ExternalContact.objects.filter(match_status=ExternalContact.Match.UNMATCHED,
+                                                    deleted_at=None).count(),
+        "match_counts": {row["match_status"]: row["n"] for row in _match_counts()},
+    })
+
+
+def _match_counts():
+    from django.db.models import Count
+
+    return ExternalContact.objects.filter(deleted_at=None).values("match_status").annotate(n=Count("pk"))
+
+
+@login_required
+def review_page(request):
+    """GET: unmatched contacts. POST action=link|create|ignore, contact=<id>[, customer=<客户号或手机号>]."""
+    require_wecom_manager(request.user)
+    status = 200
+    errors: dict[int, str] = {}
+    if request.method == "POST":
+        action, raw_id = request.POST.get("action"), request.POST.get("contact") or ""
+        try:
+            contact_id = int(raw_id)
+            if action == "link":
+                contact = contacts.contact_link(actor=request.user, contact_id=contact_id,
+                                                customer_query=request.POST.get("customer", ""))
+                messages.success(request, _("已将 %(contact)s 关联到客户 %(customer)s") % {
+                    "contact": contact, "customer": contact.customer})
+            elif action == "create":
+                contact = contacts.contact_customer_create(actor=request.user, contact_id=contact_id)
+                messages.success(request, _("已为 %(contact)s 新建客户 %(customer)s") % {
+                    "contact": contact, "customer": contact.customer.external_id})
+            elif action == "ignore":
+                contact = contacts.contact_ignore(actor=request.user, contact_id=contact_id)
+                messages.success(request, _("已忽略 %(contact)s") % {"contact": contact})
+            else:
+                raise ApplicationError("wecom_review_action", _("未知的操作"))
+            return redirect(f"{request.path}?page={request.POST.get('page') or 1}")
+        except ValueError:
+            messages.error(request, _("联系人无效"))
+            status = 400
+        except ApplicationError as exc:
+            errors[int(raw_id) if raw_id.isdigit() else 0] = exc.message
+            status = exc.status_code if exc.status_code != 404 else 400
+    paginator = Paginator(contacts.review_queue(), 25)
+    page = paginator.get_page(request.GET.get("page") or request.POST.get("page"))
+    rows = []
+    for contact in page.object_list:
+        follows = [f for f in contact.follows.all() if f.deleted_at is None]
+        rows.append({
+            "contact": contact, "follows": follows,
+            "mobiles_masked": [_mask(m) for m in contacts.follow_mobiles(follows)],
+            "error": errors.get(contact.pk, ""), "customer_value": request.POST.get("customer", "")
+            if errors.get(contact.pk) else "",
+        })
+    shown = {row["contact"].pk for row in rows}
+    for contact_id, message in errors.items():
+        if contact_id not in shown:  # e.g. already resolved by someone else: say it above the list
+            messages.error(request, message)
+    return render(request, "wecom/review.html", {"rows": rows, "page": page, "total": paginator.count},
+                  status=status)
+
+
+def _mask(mobile: str) -> str:
+    from core.crypto import mask_mobile
+
+    return mask_mobile(mobile)
