@@ -119,6 +119,9 @@ def rule_validate(rule, path: str = "$", depth: int = 0, counter: list | None = 
     kind = rule.get("type")
     if not isinstance(kind, str):
         raise RuleError(f"{path}.type", f"缺少条件类型，可用：{sorted({*_VALIDATORS, *CONDITION_EXTENSIONS})}")
+    nulls = [key for key, value in rule.items() if value is None and key != "value"]
+    if nulls:  # the published schema has no nulls: an optional field is left out, not set to null
+        raise RuleError(f"{path}.{nulls[0]}", "不能为 null：不需要时请省略该字段")
     validator = _VALIDATORS.get(kind) or (CONDITION_EXTENSIONS[kind][0] if kind in CONDITION_EXTENSIONS else None)
     if validator is None:
         raise RuleError(f"{path}.type", f"未知条件类型 {kind!r}，可用：{sorted({*_VALIDATORS, *CONDITION_EXTENSIONS})}")
