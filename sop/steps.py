@@ -97,13 +97,12 @@ def _branch(runs, *, now):
                            .values_list("customer_id", flat=True))
         else:
             true_ids = set()
+        variants = {run.enrollment_id: _ab_variant(run, condition["percent_a"]) for run in group} if kind == "ab" else {}
+        for variant in set(variants.values()):  # the first A/B split a client meets names their variant
+            Enrollment.objects.filter(pk__in=[e for e, v in variants.items() if v == variant], variant="").update(
+                variant=variant)
         for run in group:
-            if kind == "ab":
-                variant = _ab_variant(run, condition["percent_a"])
-                Enrollment.objects.filter(pk=run.enrollment_id, variant="").update(variant=variant)
-                taken = variant == "A"
-            else:
-                taken = run.enrollment.customer_id in true_ids
+            taken = variants[run.enrollment_id] == "A" if kind == "ab" else run.enrollment.customer_id in true_ids
             branch = "then" if taken else "else"
             results[run.pk] = StepResult(outcome=branch, next_step=step.get(branch) or "")
     return results
@@ -117,8 +116,9 @@ def _messages(runs, *, now):
     from sop.guards import TouchCandidate, guards_check
     from sop.models import MessageTemplate
     from sop.templates_lint import template_render
+    from tagging.tiers import tier_labels as active_tier_labels
 
-    results = {}
+    results, tier_labels = {}, active_tier_labels()
     templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={_step(r)["template"] for r in runs})}
     approved = {pk: t.approved_version() for pk, t in templates.items()}
     candidates, ready = [], []
@@ -136,7 +136,7 @@ def _messages(runs, *, now):
     touches, sends = {}, {"sms": [], "app_push": []}
     for run, step, version, channel in ready:
         customer = run.enrollment.customer
-        content = template_render(version, customer=customer, advisor=customer.advisor)
+        content = template_render(version, customer=customer, advisor=customer.advisor, tier_labels=tier_labels)
         verdict = verdicts.get(run.pk)
         if verdict and verdict[0] == "defer":
             results[run.pk] = StepResult(outcome="deferred_quiet_hours", defer_until=verdict[1])
@@ -231,24 +231,25 @@ def _task(runs, *, now):
 
 
 def _tag(runs, *, now):
+    """Add/remove tags set-based: one statement per (tag, add/remove) in the batch."""
     from tagging.models import Tag, TagSource
-    from tagging.services import customer_tag_add, customer_tag_remove
+    from tagging.rule_tags import customer_tags_bulk_set
 
-    results = {}
+    results, groups = {}, {}
     for run in runs:
         step = _step(run)
-        tag = Tag.objects.filter(code=step["tag"]).first()
-        if tag is None:
-            results[run.pk] = StepResult(retry=True, error=f"标签 {step['tag']} 不存在")
+        groups.setdefault((step["tag"], step["type"] == "tag_add", run.enrollment.journey), []).append(run)
+    tags = {t.code: t for t in Tag.objects.filter(code__in={code for code, _, _ in groups})}
+    for (code, add, journey), group in groups.items():
+        if code not in tags:
+            for run in group:
+                results[run.pk] = StepResult(retry=True, error=f"标签 {code} 不存在")
             continue
-        actor = f"SOP {run.enrollment.journey.name}"
-        if step["type"] == "tag_add":
-            customer_tag_add(customer=run.enrollment.customer, tag=tag, source=TagSource.RULE, actor=actor,
-                             evidence=f"SOP 旅程「{run.enrollment.journey.name}」步骤 {step['id']}",
-                             expires_at=tag.expiry_from(now))
-        else:
-            customer_tag_remove(customer=run.enrollment.customer, tag=tag, source=TagSource.RULE, actor=actor)
-        results[run.pk] = StepResult(outcome=step["type"])
+        customer_tags_bulk_set(customer_ids=[r.enrollment.customer_id for r in group], tag=tags[code], add=add,
+                               actor=f"SOP {journey.name}", evidence=f"SOP 旅程「{journey.name}」",
+                               source=TagSource.RULE)
+        for run in group:
+            results[run.pk] = StepResult(outcome="tag_add" if add else "tag_remove")
     return results
 
 

@@ -50,12 +50,23 @@ def template_lint(body: str, product=None) -> list[dict]:
     return findings
 
 
-def template_render(version: TemplateVersion, *, customer, advisor=None) -> str:
+def template_render(version: TemplateVersion, *, customer, advisor=None, tier_labels: dict | None = None) -> str:
+    """The text for one client. ``tier_labels`` (code → label) spares a query per client in a batch;
+    load the customer with ``select_related("tier", "branch")``."""
+    from tagging.models import CustomerTier
+
     product = version.product
-    tier = getattr(getattr(customer, "tier", None), "code", "") if hasattr(customer, "tier") else ""
+    try:
+        code = customer.tier.code
+    except CustomerTier.DoesNotExist:
+        code = ""
+    if tier_labels is None:
+        from tagging.tiers import tier_labels as active_tier_labels
+
+        tier_labels = active_tier_labels()
     values = {
         "name": customer.name, "advisor": (advisor.display_name or advisor.username) if advisor else "",
-        "branch": customer.branch.name if customer.branch_id else "", "tier": tier,
+        "branch": customer.branch.name if customer.branch_id else "", "tier": tier_labels.get(code, ""),
         "product": product.name if product else "", "product_code": product.code if product else "",
         "product_risk": product.risk_level if product else "",
     }

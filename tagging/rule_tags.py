@@ -11,7 +11,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.services import audit_record
 from segments.rules import rule_compile, rule_validate
-from tagging.models import Tag, TagRule
+from tagging.models import Tag, TagRule, TagSource
 
 
 def _tags_changed(*, tag: Tag, added: list[int], removed: list[int], source: str) -> None:
@@ -129,8 +129,9 @@ def tag_rules_apply_all(*, customer_ids: list[int] | None = None) -> dict:
 
 
 @transaction.atomic
-def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, actor, evidence: str = "") -> int:
-    """Tag or untag many customers at once (list selection, segment action); returns rows changed."""
+def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, actor, evidence: str = "",
+                           source: str = TagSource.MANUAL) -> int:
+    """Tag or untag many customers at once (list selection, segment action, SOP step); returns rows changed."""
     if not customer_ids:
         raise ApplicationError("no_customers", "请先选择客户")
     now = timezone.now()
@@ -144,7 +145,7 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
                     INSERT INTO tagging_customertag
                         (customer_id, tag_id, source, set_by_id, set_by_label, evidence, evidence_data, created_at,
                          expires_at)
-                    SELECT c, %s, 'manual', %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS c
+                    SELECT c, %s, %s, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS c
                     ON CONFLICT (customer_id, tag_id) DO NOTHING
                     RETURNING customer_id
                 ),
@@ -156,14 +157,14 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
                 ),
                 h1 AS (
                     INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                    SELECT customer_id, tag_id, 'removed', 'manual', %s, '互斥标签被替换', %s FROM displaced
+                    SELECT customer_id, tag_id, 'removed', %s, %s, '互斥标签被替换', %s FROM displaced
                 )
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, %s, 'added', 'manual', %s, %s, %s FROM ins
+                SELECT customer_id, %s, 'added', %s, %s, %s, %s FROM ins
                 RETURNING customer_id
-            """, [tag.pk, user_id, label, evidence, now, expires, customer_ids,
-                  tag.exclusive_group, tag.exclusive_group, tag.pk, label, now,
-                  tag.pk, label, evidence, now])
+            """, [tag.pk, source, user_id, label, evidence, now, expires, customer_ids,
+                  tag.exclusive_group, tag.exclusive_group, tag.pk, source, label, now,
+                  tag.pk, source, label, evidence, now])
         else:
             cur.execute("""
                 WITH del AS (
@@ -171,12 +172,12 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
                     RETURNING customer_id
                 )
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, %s, 'removed', 'manual', %s, %s, %s FROM del
+                SELECT customer_id, %s, 'removed', %s, %s, %s, %s FROM del
                 RETURNING customer_id
-            """, [tag.pk, customer_ids, tag.pk, label, evidence, now])
+            """, [tag.pk, customer_ids, tag.pk, source, label, evidence, now])
         changed_ids = [row[0] for row in cur.fetchall()]
     changed = len(changed_ids)
-    _tags_changed(tag=tag, added=changed_ids if add else [], removed=[] if add else changed_ids, source="manual")
+    _tags_changed(tag=tag, added=changed_ids if add else [], removed=[] if add else changed_ids, source=source)
     audit_record(actor=actor, action="tag.bulk_add" if add else "tag.bulk_remove", target_type="tag",
                  target_id=tag.code, details={"customers": len(customer_ids), "changed": changed})
     return changed

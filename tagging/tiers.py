@@ -473,6 +473,11 @@ def _definitions() -> list[TierDefinition]:
     return list(TierDefinition.objects.filter(scheme__active=True).order_by("rank", "code"))
 
 
+def tier_labels() -> dict[str, str]:
+    """Code → label of the active scheme's tiers (one query), for rendering many clients' tiers."""
+    return {d.code: d.label for d in _definitions()}
+
+
 def _strategy(d: TierDefinition | None) -> dict:
     return {f: getattr(d, f, "") for f in STRATEGY_FIELDS}
 
