@@ -72,7 +72,11 @@ def enroll_queryset(*, version: JourneyVersion, customers, trigger_key: str, now
                                   ::bit(32)::bigint %% 100) < %s THEN 'holdout' ELSE 'active' END,
                        %s, '', %s
                 FROM candidates c
-                ON CONFLICT DO NOTHING
+                WHERE NOT EXISTS (  -- scans repeat every minute: skip who is in it or saw this trigger, cheaply
+                    SELECT 1 FROM sop_enrollment seen
+                    WHERE seen.journey_id = %s AND seen.customer_id = c.id
+                      AND (seen.trigger_key = %s OR seen.status = 'active'))
+                ON CONFLICT DO NOTHING  -- and a concurrent enrollment of the same client loses the race quietly
                 RETURNING id, status
             ),
             steps AS (
@@ -84,7 +88,7 @@ def enroll_queryset(*, version: JourneyVersion, customers, trigger_key: str, now
             )
             SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM steps)
             """,
-            [*ids_params, journey.pk, version.pk, str(journey.pk), percent, trigger_key, now,
+            [*ids_params, journey.pk, version.pk, str(journey.pk), percent, trigger_key, now, journey.pk, trigger_key,
              start, _steps(version)[start]["type"], str(version.pk), start, now, now],
         )
         entered, _started = cursor.fetchone()
@@ -141,7 +145,7 @@ def execute_batch(step_run_ids: list[int], *, now=None) -> dict:
             StepRun.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=step_run_ids, status=StepRun.Status.CLAIMED)
             .select_related("enrollment__version", "enrollment__journey", "enrollment__customer__advisor",
-                            "enrollment__customer__branch")
+                            "enrollment__customer__branch", "enrollment__customer__tier")
             .order_by("pk")
         )
         if not runs:
@@ -159,6 +163,7 @@ def execute_batch(step_run_ids: list[int], *, now=None) -> dict:
 def _finish(runs: list[StepRun], results: dict, now) -> None:
     """Write every run's outcome and create the next step runs (one bulk statement each)."""
     next_runs, finished_enrollments, updated = [], [], []
+    step_maps: dict[int, dict] = {}
     for run in runs:
         result = results[run.pk]
         run.detail = {**run.detail, **result.detail}
@@ -183,7 +188,8 @@ def _finish(runs: list[StepRun], results: dict, now) -> None:
         run.outcome, run.block_reason, run.error, run.finished_at = result.outcome, result.block_reason, result.error, now
         run.touch_id = result.touch_id or run.touch_id
         updated.append(run)
-        step_map = _steps(run.enrollment.version)
+        version = run.enrollment.version
+        step_map = step_maps.get(version.pk) or step_maps.setdefault(version.pk, _steps(version))
         nxt = result.next_step if result.next_step is not None else step_map[run.step_id].get("next")
         if nxt:
             enrollment = run.enrollment

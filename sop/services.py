@@ -14,6 +14,7 @@ from core.errors import ApplicationError
 from core.services import audit_record
 from sop.definition import MESSAGE_STEPS, definition_validate
 from sop.models import Enrollment, Journey, JourneyVersion, StepRun
+from sop.triggers import live_triggers_forget
 
 
 def journey_create(*, actor, name: str, description: str = "", definition: dict) -> Journey:
@@ -51,6 +52,7 @@ def journey_publish(*, actor, journey: Journey) -> JourneyVersion:
                                                 trigger_type=journey.draft["trigger"]["type"], published_by=actor)
         journey.live_version, journey.status, journey.updated_at = version, Journey.Status.LIVE, timezone.now()
         journey.save(update_fields=["live_version", "status", "updated_at"])
+        live_triggers_forget()
         audit_record(actor=actor, action="sop.journey_published", target_type="journey", target_id=str(journey.pk),
                      details={"version": number})
     return version
@@ -71,6 +73,7 @@ def journey_set_status(*, actor, journey: Journey, status: str) -> Journey:
                 status=StepRun.Status.CANCELLED, finished_at=now)
             Enrollment.objects.filter(journey=journey, status=Enrollment.Status.ACTIVE).update(
                 status=Enrollment.Status.EXITED, finished_at=now)
+        live_triggers_forget()
         audit_record(actor=actor, action=f"sop.journey_{status}", target_type="journey", target_id=str(journey.pk))
     return journey
 

@@ -7,6 +7,8 @@ trading-day schedule). Each enrollment carries a trigger key, so the same event 
 import logging
 from datetime import datetime, time, timedelta
 
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -17,10 +19,33 @@ logger = logging.getLogger(__name__)
 CHURN_TAG = "churn_risk"
 
 
-def live_versions(trigger_type: str):
-    """The live version of every running journey with this trigger."""
-    return JourneyVersion.objects.filter(trigger_type=trigger_type, journey__status=Journey.Status.LIVE,
-                                         journey__live_version=F("pk")).select_related("journey")
+LIVE_TRIGGERS_KEY = "sop:live-triggers"
+
+
+def live_triggers() -> list[dict]:
+    """Every running journey's live version and trigger, cached: event hooks run for every tag or tier
+    change of every client, and most of them match no journey. Publishing or changing a journey's
+    status forgets the cache (sop.services)."""
+    cached = cache.get(LIVE_TRIGGERS_KEY)
+    if cached is None:
+        cached = [{"version": v.pk, "type": v.trigger_type, "trigger": v.definition["trigger"]}
+                  for v in JourneyVersion.objects.filter(journey__status=Journey.Status.LIVE,
+                                                         journey__live_version=F("pk"))]
+        cache.set(LIVE_TRIGGERS_KEY, cached, 300)
+    return cached
+
+
+def live_triggers_forget() -> None:
+    cache.delete(LIVE_TRIGGERS_KEY)
+    transaction.on_commit(lambda: cache.delete(LIVE_TRIGGERS_KEY))
+
+
+def live_versions(trigger_type: str, match=None):
+    """The live versions with this trigger (and whose trigger ``match`` accepts); no query when none."""
+    ids = [t["version"] for t in live_triggers() if t["type"] == trigger_type and (match is None or match(t["trigger"]))]
+    if not ids:
+        return []
+    return JourneyVersion.objects.filter(pk__in=ids, journey__status=Journey.Status.LIVE).select_related("journey")
 
 
 # --- event hooks ---------------------------------------------------------------------------
@@ -29,12 +54,11 @@ def on_tag_changed(customer_id: int, tag_code: str, action: str, source: str) ->
     if action != "added":
         return
     now = timezone.now()
-    for trigger in ("tag_added", "churn_risk"):
-        for version in live_versions(trigger):
-            wanted = version.definition["trigger"].get("tag") if trigger == "tag_added" else CHURN_TAG
-            if wanted == tag_code:
-                enroll_customer(journey=version.journey, customer_id=customer_id,
-                                trigger_key=f"tag:{tag_code}:{now:%Y%m%d%H%M%S}")
+    versions = [*live_versions("tag_added", lambda t: t.get("tag") == tag_code),
+                *(live_versions("churn_risk") if tag_code == CHURN_TAG else [])]
+    for version in versions:
+        enroll_customer(journey=version.journey, customer_id=customer_id,
+                        trigger_key=f"tag:{tag_code}:{now:%Y%m%d%H%M%S}")
 
 
 def on_tier_changed(run_id: int) -> None:
@@ -56,15 +80,27 @@ def on_wecom_contact_added(customer, contact, contact_way) -> None:
                         trigger_key=f"wecom_add:{contact.external_userid}")
 
 
-def on_segment_action(*, action, customers, actor) -> dict:
-    """segments' bulk action "sop_enroll": params {"journey_id"}."""
+def _live_journey(params: dict) -> Journey:
     from core.errors import ApplicationError
 
-    journey = Journey.objects.filter(pk=(action.params or {}).get("journey_id"), status=Journey.Status.LIVE).first()
-    if journey is None or journey.live_version is None:
-        raise ApplicationError("journey_not_live", "请选择运行中的旅程", [{"field": "journey_id"}])
+    raw = str((params or {}).get("journey_id", ""))
+    journey = Journey.objects.filter(pk=int(raw), status=Journey.Status.LIVE, live_version__isnull=False).first() \
+        if raw.isdigit() else None
+    if journey is None:
+        raise ApplicationError("journey_not_live", "请选择运行中的旅程",
+                               [{"field": "params.journey_id", "message": "请选择运行中的旅程"}])
+    return journey
+
+
+def segment_action_enroll_validate(params: dict) -> dict:
+    return {"journey_id": _live_journey(params).pk}
+
+
+def on_segment_action(*, action, customers, actor) -> dict:
+    """segments' bulk action "sop_enroll" (params {"journey_id"}): the members enter the journey."""
+    journey = _live_journey(action.params)
     entered = enroll_queryset(version=journey.live_version, customers=customers, trigger_key=f"segment_action:{action.pk}")
-    return {"journey": journey.name, "entered": entered}
+    return {"journey": journey.name, "entered": entered, "affected": entered}
 
 
 # --- time triggers (beat) ------------------------------------------------------------------
@@ -87,12 +123,14 @@ def triggers_scan(now: datetime | None = None) -> dict:
     for kind in ("funnel_stage", "funnel_stalled", "account_opened"):
         for version in live_versions(kind):
             trigger = version.definition["trigger"]
+            # each scan looks at a one-day window of changes, not at every client ever at that stage
             if kind == "account_opened":
                 qs, key = Customer.objects.filter(opened_at__gte=today - timedelta(days=7)), "opened"
             else:
-                qs, key = Customer.objects.filter(funnel_stage=trigger["stage"]), f"{kind}:{trigger['stage']}"
-                if kind == "funnel_stalled":
-                    qs = qs.filter(updated_at__lte=now - timedelta(hours=trigger["hours"]))
+                since = now - timedelta(hours=trigger.get("hours", 0))
+                qs = Customer.objects.filter(funnel_stage=trigger["stage"], updated_at__lte=since,
+                                             updated_at__gt=since - timedelta(days=1))
+                key = f"{kind}:{trigger['stage']}"
             entered[version.pk] = enroll_queryset(version=version, customers=qs, trigger_key=key, now=now)
     for version in live_versions("date_field"):
         trigger = version.definition["trigger"]
@@ -144,7 +182,7 @@ def hooks_register() -> None:
         tag_services.TAG_CHANGED_HOOKS.append(on_tag_changed)
     if on_tier_changed not in tiers.TIER_CHANGED_HOOKS:
         tiers.TIER_CHANGED_HOOKS.append(on_tier_changed)
-    register_action_handler("sop_enroll", on_segment_action)
+    register_action_handler("sop_enroll", on_segment_action, validate=segment_action_enroll_validate)
     try:
         from integrations.wecom import events as wecom_events
     except ImportError:  # the WeCom callback area is not there yet
