@@ -42,8 +42,10 @@ import os
 import random
 import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from integrations.sandbox_http import JsonHandler, serve_in_thread, serve_until_interrupted
 
 RESOURCES = ("customers", "products", "trades")
 DEFAULT_TOKEN = "sandbox-token"
@@ -196,16 +198,8 @@ class CrmSandbox:
 
 
 def _handler(sandbox: CrmSandbox):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "CrmSandbox/1"
-
-        def _answer(self, status: int, body: dict) -> None:
-            raw = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
 
         def _authorised(self) -> bool:
             if self.headers.get("Authorization") == f"Bearer {sandbox.token}":
@@ -260,18 +254,13 @@ def _handler(sandbox: CrmSandbox):
                 return self._answer(200, {"ok": True})
             return self._answer(404, {"error": "not found"})
 
-        def log_message(self, *args):
-            pass
-
     return Handler
 
 
 def sandbox_serve(*, host: str = "127.0.0.1", port: int = 0, **kwargs) -> tuple[CrmSandbox, ThreadingHTTPServer]:
     """Start the sandbox in a background thread (tests); ``server.server_address`` has the port."""
     sandbox = CrmSandbox(**kwargs)
-    server = ThreadingHTTPServer((host, port), _handler(sandbox))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True, name="crm-sandbox").start()
+    server = serve_in_thread(_handler(sandbox), host=host, port=port, name="crm-sandbox")
     return sandbox, server
 
 
@@ -288,13 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = sandbox.state()["counts"]
     print(f"CRM sandbox on http://{args.host}:{server.server_address[1]}/ "
           f"({counts['customers']} customers, {counts['products']} products, {counts['trades']} trades)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

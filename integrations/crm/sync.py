@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -39,6 +37,7 @@ from customers.bulk import customer_bulk_upsert
 from customers.models import Customer, Product, ProductRisk, Trade
 from integrations.crm.client import CrmClient, CrmError
 from integrations.models import CrmSyncRun, CrmSyncState
+from integrations.sync_lock import sync_lock
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +45,6 @@ RESOURCES = ("products", "customers", "trades")
 ADVISORY_LOCK_KEY = 0x63726D73796E63  # "crmsync"
 MAX_ERRORS_KEPT = 200
 ACTOR_LABEL = "crm-sync"
-
-
-@contextmanager
-def _sync_lock() -> Iterator[bool]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-        got = bool(cursor.fetchone()[0])
-    try:
-        yield got
-    finally:
-        if got:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
-            except DatabaseError:  # the connection is gone, and its session lock with it
-                logger.warning("crm sync lock was not released explicitly", exc_info=True)
 
 
 def _updated_at(record: dict) -> datetime | None:
@@ -203,7 +186,7 @@ def crm_sync_run(*, triggered_by: str, page_size: int | None = None, client: Crm
     Returns the run (done or failed), or None when another sync holds the lock.
     """
     page_size = page_size or settings.CRM_PAGE_SIZE
-    with _sync_lock() as got:
+    with sync_lock(ADVISORY_LOCK_KEY, "crm sync") as got:
         if not got:
             return None
         run = CrmSyncRun.objects.create(triggered_by=str(triggered_by)[:150], counts={}, errors=[])

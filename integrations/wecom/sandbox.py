@@ -48,14 +48,14 @@ import base64
 import json
 import os
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 from xml.sax.saxutils import escape
 
+from integrations.sandbox_http import JsonHandler, serve_in_thread, serve_until_interrupted
 from integrations.wecom.sandbox_api import ROUTES
 from integrations.wecom.sandbox_data import WecomApiError, WecomSandbox, _hex_id
 
@@ -258,16 +258,8 @@ ADMIN_POST = {
 # --- HTTP ----------------------------------------------------------------------------------------
 
 def _handler(sb: WecomSandbox):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "WecomSandbox/1"
-
-        def _answer(self, status: int, body: dict) -> None:
-            raw = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
 
         def _body(self) -> dict:
             length = int(self.headers.get("Content-Length") or 0)
@@ -355,9 +347,6 @@ def _handler(sb: WecomSandbox):
         def do_POST(self):  # noqa: N802
             self._dispatch("POST")
 
-        def log_message(self, *args):
-            pass
-
     return Handler
 
 
@@ -367,10 +356,8 @@ def sandbox_serve(*, host: str = "127.0.0.1", port: int = 0, corp_id: str = DEMO
     """Start the sandbox in a background thread (tests); ``server.server_address`` has the port and
     ``sandbox.url`` the base URL."""
     sandbox = WecomSandbox(corp_id=corp_id, secret=secret, token=token, aes_key=aes_key, **kwargs)
-    server = ThreadingHTTPServer((host, port), _handler(sandbox))
-    server.daemon_threads = True
+    server = serve_in_thread(_handler(sandbox), host=host, port=port, name="wecom-sandbox")
     sandbox.url = f"http://{host}:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True, name="wecom-sandbox").start()
     return sandbox, server
 
 
@@ -400,13 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"WeCom sandbox on http://{args.host}:{server.server_address[1]}/cgi-bin/ (corp {args.corp_id}: "
           f"{summary['users']} staff, {summary['contacts']} contacts, {summary['groupchats']} group chats; "
           f"callbacks → {args.callback_url or 'nowhere'})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from copy import deepcopy
+from functools import partial
 
 from integrations.wecom.sandbox_data import WecomApiError, WecomSandbox, _cursor, _hex_id, _offset
 
@@ -362,7 +363,7 @@ def msg_template_result(sb: WecomSandbox, query: dict, body: dict) -> dict:
 
 # --- transfers -----------------------------------------------------------------------------------
 
-def _transfer(sb: WecomSandbox, body: dict, *, kind: str) -> dict:
+def _transfer(sb: WecomSandbox, query: dict, body: dict, *, kind: str) -> dict:
     handover, takeover = body.get("handover_userid"), body.get("takeover_userid")
     sb.user_require(handover)
     sb.user_require(takeover)
@@ -392,7 +393,7 @@ def _transfer(sb: WecomSandbox, body: dict, *, kind: str) -> dict:
     return {"customer": answers}
 
 
-def _transfer_result(sb: WecomSandbox, body: dict, *, kind: str) -> dict:
+def _transfer_result(sb: WecomSandbox, query: dict, body: dict, *, kind: str) -> dict:
     handover, takeover = body.get("handover_userid"), body.get("takeover_userid")
     with sb.lock:
         rows = [{"external_userid": r["external_userid"], "status": r["status"], "takeover_time": r["takeover_time"]}
@@ -403,24 +404,9 @@ def _transfer_result(sb: WecomSandbox, body: dict, *, kind: str) -> dict:
     return {"customer": page, "next_cursor": _cursor(offset + 100) if offset + 100 < len(rows) else ""}
 
 
-@route("POST", "externalcontact/transfer_customer")
-def transfer_on_job(sb, query, body):
-    return _transfer(sb, body, kind="on_job")
-
-
-@route("POST", "externalcontact/transfer_result")
-def transfer_on_job_result(sb, query, body):
-    return _transfer_result(sb, body, kind="on_job")
-
-
-@route("POST", "externalcontact/resigned/transfer_customer")
-def transfer_resigned(sb, query, body):
-    return _transfer(sb, body, kind="resigned")
-
-
-@route("POST", "externalcontact/resigned/transfer_result")
-def transfer_resigned_result(sb, query, body):
-    return _transfer_result(sb, body, kind="resigned")
+for _kind, _prefix in (("on_job", "externalcontact/"), ("resigned", "externalcontact/resigned/")):
+    route("POST", f"{_prefix}transfer_customer")(partial(_transfer, kind=_kind))
+    route("POST", f"{_prefix}transfer_result")(partial(_transfer_result, kind=_kind))
 
 
 # --- group chats ---------------------------------------------------------------------------------
