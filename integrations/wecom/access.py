@@ -1,20 +1,13 @@
-"""Who may use the WeCom pages (sync runs, review queue): admins and operators.
-
-The "integrations" nav area is admin-only (core/navigation.py), but WeCom is day-to-day operations work,
-so operators may use these pages too; everyone else gets 404 (existence does not leak), as elsewhere.
-Operators see no personal data here: mobiles are masked, as on every page."""
+"""Who may use the WeCom pages: exactly the roles the sidebar shows the page's entry to (core/navigation.py,
+keys "wecom" for sync runs and the review queue, "contact_ways", "transfers", and "integrations" for the
+callback log), so a page is reachable when, and only when, its link is shown. Everyone else gets 404
+(existence does not leak), as elsewhere. Operators see no personal data here: mobiles are masked."""
 
 from django.http import Http404
 
-from core.models import Role
-
-WECOM_ROLES = frozenset({Role.ADMIN, Role.OPERATOR})
+from core.navigation import user_may_use
 
 
-def wecom_may_manage(user) -> bool:
-    return bool(getattr(user, "is_authenticated", False) and getattr(user, "role", None) in WECOM_ROLES)
-
-
-def require_wecom_manager(user) -> None:
-    if not wecom_may_manage(user):
-        raise Http404("WeCom pages are for admins and operators")
+def require_nav(user, key: str) -> None:
+    if not (getattr(user, "is_authenticated", False) and user_may_use(user, key)):
+        raise Http404(f"not for this role ({key})")

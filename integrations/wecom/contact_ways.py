@@ -14,11 +14,11 @@ import requests
 from django.db import transaction
 
 from core.errors import ApplicationError
-from core.models import Role, User
+from core.models import User
+from core.navigation import user_may_use
 from core.services import audit_record
 from integrations.wecom.models import ContactWay
 
-CONTACT_WAY_ROLES = {Role.OPERATOR, Role.ADMIN}
 STATE_PREFIX = "cw"
 WELCOME_MAX_CHARS = 1000  # WeCom takes up to 4000 bytes of text; 1000 Chinese characters fit
 # WeCom errcodes that are about the advisor (not in the app's visible range, no customer-contact permission …)
@@ -96,6 +96,6 @@ def contact_way_deactivate(*, actor: User, contact_way: ContactWay) -> ContactWa
 
 def contact_ways_for(user: User):
     """The contact ways a user may manage: operators and admins see all (they are firm-wide); others none."""
-    if user.role not in CONTACT_WAY_ROLES:
+    if not user_may_use(user, "contact_ways"):
         return ContactWay.objects.none()
     return ContactWay.objects.select_related("advisor", "branch").prefetch_related("tags")

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.models import Role, User
+from core.navigation import user_may_use
 from core.scoping import scope_for
 from core.services import audit_record
 from customers.models import Customer, Task
@@ -31,7 +32,6 @@ from integrations.wecom.models import ContactFollow, ExternalContact, Transfer, 
 logger = logging.getLogger(__name__)
 
 ItemStatus = TransferItem.Status
-TRANSFER_ROLES = {Role.BRANCH_MANAGER, Role.ADMIN}
 BATCH = 100  # WeCom's limit of external_userid per transfer_customer call
 OPEN = (ItemStatus.PENDING, ItemStatus.WAITING)
 RESULT_STATUS = {1: ItemStatus.DONE, 2: ItemStatus.WAITING, 3: ItemStatus.REFUSED, 4: ItemStatus.LIMITED,
@@ -54,7 +54,7 @@ class TransferError(enum.StrEnum):
 
 def transfer_advisors_for(user: User, *, active_only: bool = False):
     """Advisors whose clients ``user`` may hand over (their branch for a branch manager, all for an admin)."""
-    if user.role not in TRANSFER_ROLES:
+    if not user_may_use(user, "transfers"):
         return User.objects.none()
     scope = scope_for(user)
     advisors = User.objects.filter(role=Role.ADVISOR).select_related("branch").order_by("branch__code", "username")
@@ -69,7 +69,7 @@ def transfer_advisors_for(user: User, *, active_only: bool = False):
 
 def transfers_for(user: User):
     """Transfers ``user`` may see: of their branch's advisors (branch manager), all (admin), none otherwise."""
-    if user.role not in TRANSFER_ROLES:
+    if not user_may_use(user, "transfers"):
         return Transfer.objects.none()
     scope = scope_for(user)
     rows = Transfer.objects.select_related("from_advisor__branch", "to_advisor", "created_by")

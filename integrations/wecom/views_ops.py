@@ -5,7 +5,6 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -13,10 +12,10 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ApplicationError
-from core.models import Role
 from integrations.views_api_clients import INTEGRATION_PAGES
 from integrations.wecom import contact_ways as cw
 from integrations.wecom import transfers as tr
+from integrations.wecom.access import require_nav
 from integrations.wecom.forms_ops import ContactWayForm, TransferForm
 from integrations.wecom.models import CallbackEvent, ContactFollow
 
@@ -29,11 +28,6 @@ for _page in (("wecom:contact_ways", gettext_lazy("渠道活码"), gettext_lazy(
         INTEGRATION_PAGES.append(_page)
 
 
-def _require(user, roles) -> None:
-    if getattr(user, "role", None) not in roles:
-        raise Http404("not for this role")
-
-
 def _form_errors_from(form, exc: ApplicationError) -> None:
     fields = [d.get("field") for d in exc.details if isinstance(d, dict) and d.get("field") in form.fields]
     for field in fields or [None]:
@@ -44,7 +38,7 @@ def _form_errors_from(form, exc: ApplicationError) -> None:
 
 @login_required
 def contact_ways(request):
-    _require(request.user, cw.CONTACT_WAY_ROLES)
+    require_nav(request.user, "contact_ways")
     ways = cw.contact_ways_for(request.user)
     return render(request, "wecom/contact_ways.html", {"ways": ways})
 
@@ -52,7 +46,7 @@ def contact_ways(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def contact_way_create(request):
-    _require(request.user, cw.CONTACT_WAY_ROLES)
+    require_nav(request.user, "contact_ways")
     form = ContactWayForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -71,7 +65,7 @@ def contact_way_create(request):
 
 @login_required
 def contact_way_detail(request, contact_way_id):
-    _require(request.user, cw.CONTACT_WAY_ROLES)
+    require_nav(request.user, "contact_ways")
     way = get_object_or_404(cw.contact_ways_for(request.user), pk=contact_way_id)
     follows = (ContactFollow.objects.filter(state=way.state).select_related("contact__customer", "staff")
                .order_by("-added_at", "-pk")[:50])
@@ -81,7 +75,7 @@ def contact_way_detail(request, contact_way_id):
 @login_required
 @require_POST
 def contact_way_deactivate(request, contact_way_id):
-    _require(request.user, cw.CONTACT_WAY_ROLES)
+    require_nav(request.user, "contact_ways")
     way = get_object_or_404(cw.contact_ways_for(request.user), pk=contact_way_id)
     try:
         cw.contact_way_deactivate(actor=request.user, contact_way=way)
@@ -96,7 +90,7 @@ def contact_way_deactivate(request, contact_way_id):
 
 @login_required
 def transfers(request):
-    _require(request.user, tr.TRANSFER_ROLES)
+    require_nav(request.user, "transfers")
     rows = tr.transfer_with_counts(tr.transfers_for(request.user))[:200]
     return render(request, "wecom/transfers.html", {"transfers": rows})
 
@@ -105,7 +99,7 @@ def transfers(request):
 @require_http_methods(["GET", "POST"])
 def transfer_create(request):
     """GET without choices: the form; GET with them: the form and the clients that would move; POST: start."""
-    _require(request.user, tr.TRANSFER_ROLES)
+    require_nav(request.user, "transfers")
     bound = request.POST if request.method == "POST" else (request.GET if "from_advisor" in request.GET else None)
     form = TransferForm(bound, user=request.user)
     preview = None
@@ -136,7 +130,7 @@ def transfer_create(request):
 
 @login_required
 def transfer_detail(request, transfer_id):
-    _require(request.user, tr.TRANSFER_ROLES)
+    require_nav(request.user, "transfers")
     transfer = get_object_or_404(tr.transfer_with_counts(tr.transfers_for(request.user)), pk=transfer_id)
     items = tr.transfer_items_for(user=request.user, transfer=transfer)
     return render(request, "wecom/transfer_detail.html", {"transfer": transfer, "items": items})
@@ -147,7 +141,7 @@ def transfer_detail(request, transfer_id):
 @login_required
 def callback_events(request):
     """The latest callbacks as received, with their processing status and error (unknown events: ignored)."""
-    _require(request.user, {Role.ADMIN})
+    require_nav(request.user, "integrations")
     status = request.GET.get("status", "")
     rows = CallbackEvent.objects.all()
     if status in CallbackEvent.Status.values:
