@@ -265,27 +265,16 @@ def chat_dismissed(event: CallbackEvent) -> tuple[str, str]:
 
 # --- change_external_tag ------------------------------------------------------------------------
 
-def corp_tags_store(tag_groups: list[dict]) -> int:
-    """Upsert CorpTag rows from get_corp_tag_list's ``tag_group`` list; the link to our Tag is kept."""
-    now, count = timezone.now(), 0
-    for group in tag_groups:
-        for tag in group.get("tag") or []:
-            CorpTag.objects.update_or_create(
-                wecom_tag_id=str(tag["id"]),
-                defaults={"group_id": str(group.get("group_id") or ""), "group_name": (group.get("group_name") or "")[:50],
-                          "name": (tag.get("name") or "")[:50], "order": int(tag.get("order") or 0),
-                          "deleted_at": now if tag.get("deleted") else None, "synced_at": now})
-            count += 1
-    return count
-
-
 def tag_changed(event: CallbackEvent) -> tuple[str, str]:
+    """create / update / shuffle: re-read the tag (or group) from WeCom; delete: unlink it (tags_sync.py)."""
+    from integrations.wecom.tags_sync import corp_tags_delete, corp_tags_store
+
     p = event.payload
     tag_id, tag_type = p.get("Id") or "", p.get("TagType") or "tag"
     if event.change_type == "delete":
         rows = CorpTag.objects.filter(group_id=tag_id) if tag_type == "tag_group" else CorpTag.objects.filter(
             wecom_tag_id=tag_id)
-        rows.filter(deleted_at__isnull=True).update(deleted_at=_at(event))
+        corp_tags_delete(rows, at=_at(event))
         return Status.DONE, ""
     if event.change_type == "shuffle":
         body = {"group_id": [tag_id]} if tag_id else {}
@@ -294,8 +283,8 @@ def tag_changed(event: CallbackEvent) -> tuple[str, str]:
     else:
         body = {"tag_id": [tag_id]}
     data = _client().post("externalcontact/get_corp_tag_list", data=body)
-    count = corp_tags_store(data.get("tag_group") or [])
-    return Status.DONE, "" if count else "企业微信中已无此标签"
+    counts = corp_tags_store(data.get("tag_group") or [], complete=False)
+    return Status.DONE, "" if any(counts[k] for k in ("created", "updated", "unchanged", "deleted")) else "企业微信中已无此标签"
 
 
 HANDLERS: dict[tuple[str, str], Callable[[CallbackEvent], tuple[str, str]]] = {

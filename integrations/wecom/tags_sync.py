@@ -1,8 +1,8 @@
 """Corp tags (企业客户标签) both ways.
 
-1. ``corp_tags_pull``: get_corp_tag_list → CorpTag rows (tags gone from WeCom get ``deleted_at`` and lose
-   their link); each CorpTag links to our Tag with that ``wecom_tag_id``, else to an active Tag of the
-   same name that has no WeCom tag yet.
+1. ``corp_tags_pull``: get_corp_tag_list → CorpTag rows (``corp_tags_store``, which the tag callbacks use
+   too; tags gone from WeCom get ``deleted_at`` and lose their link in ``corp_tags_delete``); each CorpTag
+   links to our Tag with that ``wecom_tag_id``, else to an active Tag of the same name that has no WeCom tag yet.
 2. ``corp_tags_push``: our tags marked ``sync_to_wecom`` without a WeCom id are created with add_corp_tag
    (in a tag group named after the tag's category) and linked.
 3. ``contact_tags_sync``: for matched contacts, (a) WeCom tags on the contact whose CorpTag is linked
@@ -27,21 +27,36 @@ ACTOR = "wecom-sync"
 PUSHED_SOURCES = (TagSource.MANUAL, TagSource.RULE)
 
 
+def corp_tags_delete(rows, *, at) -> int:
+    """Mark these CorpTags deleted in WeCom and drop their link to our Tag, which then names no WeCom tag any
+    more (a dead id would fail every mark_tag; a tag still marked ``sync_to_wecom`` is created again by the
+    next push). The one place a WeCom tag's deletion is applied: full syncs and callbacks both come here."""
+    gone = list(rows.select_for_update().filter(deleted_at__isnull=True))
+    for row in gone:
+        if row.tag_id:
+            Tag.objects.filter(pk=row.tag_id, wecom_tag_id=row.wecom_tag_id).update(wecom_tag_id="")
+    return CorpTag.objects.filter(pk__in=[r.pk for r in gone]).update(deleted_at=at, tag=None)
+
+
 @transaction.atomic
-def _corp_tags_store(tag_groups: list[dict]) -> dict:
+def corp_tags_store(tag_groups: list[dict], *, complete: bool) -> dict:
+    """Upsert CorpTag rows from get_corp_tag_list's ``tag_group`` list, then link the unlinked ones to our
+    tags. Tags or groups flagged ``deleted`` are deleted; with ``complete`` (the whole list, as a sync reads
+    it) so is every tag the list lacks, while a callback's partial list leaves the others alone."""
     counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "linked": 0}
     now = timezone.now()
-    seen = set()
-    existing = {c.wecom_tag_id: c for c in CorpTag.objects.select_for_update()}
+    seen, flagged = set(), set()
+    listed = {str(t["id"]) for g in tag_groups for t in g.get("tag") or []}
+    rows = CorpTag.objects.select_for_update()
+    existing = {c.wecom_tag_id: c for c in (rows if complete else rows.filter(wecom_tag_id__in=listed))}
     for group in tag_groups:
-        if group.get("deleted"):
-            continue
         for tag in group.get("tag") or []:
-            if tag.get("deleted"):
-                continue
             tag_id = str(tag["id"])
+            if group.get("deleted") or tag.get("deleted"):
+                flagged.add(tag_id)
+                continue
             seen.add(tag_id)
-            values = {"group_id": str(group["group_id"]), "group_name": str(group.get("group_name") or "")[:50],
+            values = {"group_id": str(group.get("group_id") or ""), "group_name": str(group.get("group_name") or "")[:50],
                       "name": str(tag.get("name") or "")[:50], "order": int(tag.get("order") or 0), "deleted_at": None}
             row = existing.get(tag_id)
             if row is None:
@@ -55,14 +70,8 @@ def _corp_tags_store(tag_groups: list[dict]) -> dict:
                 counts["updated"] += 1
             else:
                 counts["unchanged"] += 1
-    for tag_id, row in existing.items():
-        if tag_id not in seen and row.deleted_at is None:
-            row.deleted_at = now
-            if row.tag_id:
-                Tag.objects.filter(pk=row.tag_id, wecom_tag_id=tag_id).update(wecom_tag_id="")
-            row.tag = None
-            row.save(update_fields=["deleted_at", "tag"])
-            counts["deleted"] += 1
+    gone = (set(existing) - seen) if complete else flagged
+    counts["deleted"] = corp_tags_delete(CorpTag.objects.filter(wecom_tag_id__in=gone), at=now) if gone else 0
     # link: our Tag with that wecom_tag_id, else an unlinked active Tag of the same name
     by_wecom_id = {t.wecom_tag_id: t for t in Tag.objects.exclude(wecom_tag_id="")}
     linked_tag_ids = set(CorpTag.objects.filter(tag__isnull=False).values_list("tag_id", flat=True))
@@ -85,7 +94,7 @@ def _corp_tags_store(tag_groups: list[dict]) -> dict:
 
 def corp_tags_pull(client: WecomClient) -> dict:
     answer = client.external_contact.get_corp_tag_list()
-    return _corp_tags_store(answer.get("tag_group") or [])
+    return corp_tags_store(answer.get("tag_group") or [], complete=True)
 
 
 def corp_tags_push(client: WecomClient) -> dict:
@@ -121,25 +130,29 @@ def contact_tags_sync(client: WecomClient) -> dict:
     synced = dict(Tag.objects.filter(sync_to_wecom=True, active=True).exclude(wecom_tag_id="")
                   .values_list("pk", "wecom_tag_id"))
     tags = {t.pk: t for t in Tag.objects.filter(pk__in=set(corp_to_tag.values()) | set(synced))}
-    contacts = (ExternalContact.objects.filter(customer__isnull=False, deleted_at=None,
-                                               match_status__in=[ExternalContact.Match.MATCHED,
-                                                                 ExternalContact.Match.CREATED])
-                .select_related("customer").order_by("pk"))
+    contacts = list(ExternalContact.objects.filter(customer__isnull=False, deleted_at=None,
+                                                   match_status__in=[ExternalContact.Match.MATCHED,
+                                                                     ExternalContact.Match.CREATED])
+                    .select_related("customer").order_by("pk"))
     follows_by_contact: dict[int, list[ContactFollow]] = defaultdict(list)
     for follow in ContactFollow.objects.filter(deleted_at=None, contact__in=contacts).order_by("pk"):
         follows_by_contact[follow.contact_id].append(follow)
     now = timezone.now()
-    for contact in contacts.iterator(chunk_size=500):
+    # each customer's current tags (tag → source), shared by contacts of the same customer and kept current
+    have_by_customer: dict[int, dict[int, str]] = defaultdict(dict)
+    for tag_id, customer_id, source, expires_at in CustomerTag.objects.filter(
+            customer_id__in={c.customer_id for c in contacts}).values_list("tag_id", "customer_id", "source", "expires_at"):
+        if expires_at is None or expires_at > now:
+            have_by_customer[customer_id][tag_id] = source
+    group_of = dict(Tag.objects.exclude(exclusive_group="").values_list("pk", "exclusive_group"))
+    for contact in contacts:
         customer = contact.customer
         follows = follows_by_contact.get(contact.pk, [])
-        have = {ct.tag_id: ct.source for ct in CustomerTag.objects.filter(customer=customer).only("tag_id", "source")
-                if ct.expires_at is None or ct.expires_at > now}
+        have = have_by_customer[customer.pk]
         # (a) WeCom → us; a tag of an exclusive group only when the customer has none of that group and
         # WeCom names just one (otherwise two runs would displace each other's tag forever)
         incoming = sorted({corp_to_tag[t] for f in follows for t in f.wecom_tag_ids if t in corp_to_tag})
-        held_groups = {tags[t].exclusive_group for t in have if t in tags and tags[t].exclusive_group}
-        held_groups |= set(Tag.objects.filter(pk__in=have).exclude(exclusive_group="")
-                           .values_list("exclusive_group", flat=True)) if have else set()
+        held_groups = {group_of[t] for t in have if t in group_of}
         incoming_groups = [tags[t].exclusive_group for t in incoming if tags[t].exclusive_group]
         for tag_id in incoming:
             group = tags[tag_id].exclusive_group

@@ -249,7 +249,7 @@ def test_an_update_of_a_group_we_have_never_seen_creates_it_and_dismiss_closes_i
 
 
 @pytest.mark.django_db
-def test_corp_tag_events_refresh_the_tag_and_keep_its_link(client, wecom_sandbox):
+def test_corp_tag_events_refresh_the_tag_and_unlink_it_when_deleted(client, wecom_sandbox):
     from integrations.wecom.models import CorpTag
     from tagging.models import Tag
 
@@ -266,7 +266,37 @@ def test_corp_tag_events_refresh_the_tag_and_keep_its_link(client, wecom_sandbox
     post_event(client, sb, {"Event": "change_external_tag", "ChangeType": "delete", "Id": tag_id, "TagType": "tag"})
     assert process_now(CallbackEvent.objects.get(change_type="delete")).status == "done"
     row.refresh_from_db()
-    assert row.deleted_at is not None and row.tag == ours
+    # as a full sync does (tags_sync.corp_tags_delete): a deleted WeCom tag is no longer ours
+    assert row.deleted_at is not None and row.tag is None
+
+
+@pytest.mark.django_db
+def test_a_tag_deleted_in_wecom_is_created_again_by_the_next_sync(client, wecom_sandbox):
+    from integrations.wecom import sync
+    from integrations.wecom.client import wecom_client
+    from integrations.wecom.models import CorpTag, SyncRun
+    from tagging.models import Tag
+
+    fund = Tag.objects.get(code="fund_interest")  # 基金意向: in the sandbox's corp tags, linked by name
+    fund.sync_to_wecom = True
+    fund.save()
+    assert sync.wecom_sync_run(kind=SyncRun.Kind.TAGS, requested_by="test").status == SyncRun.Status.DONE
+    fund.refresh_from_db()
+    old_id = fund.wecom_tag_id
+    assert old_id and CorpTag.objects.get(wecom_tag_id=old_id).tag == fund
+    # someone deletes it in WeCom's admin console; WeCom pushes the deletion
+    wecom_client().post("externalcontact/del_corp_tag", data={"tag_id": [old_id]})
+    post_event(client, wecom_sandbox, {"Event": "change_external_tag", "ChangeType": "delete", "Id": old_id,
+                                       "TagType": "tag"})
+    assert process_now(CallbackEvent.objects.get(change_type="delete")).status == "done"
+    fund.refresh_from_db()
+    assert fund.wecom_tag_id == ""
+    # still marked for WeCom: the next sync creates it there again and links it (before: it kept the dead id)
+    run = sync.wecom_sync_run(kind=SyncRun.Kind.TAGS, requested_by="test")
+    assert run.status == SyncRun.Status.DONE, run.error
+    fund.refresh_from_db()
+    assert fund.wecom_tag_id not in ("", old_id) and CorpTag.objects.get(wecom_tag_id=fund.wecom_tag_id).tag == fund
+    assert CorpTag.objects.get(wecom_tag_id=old_id).deleted_at is not None
 
 
 @pytest.mark.django_db
