@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from integrations.sync_lock import sync_lock
 from integrations.wecom.client import WecomClient, wecom_client
-from integrations.wecom.contacts import contact_upsert_from_wecom, contacts_rematch_by_unionid
+from integrations.wecom.contacts import contact_match_counts, contacts_rematch_by_unionid, contacts_upsert_from_wecom
 from integrations.wecom.models import ContactFollow, ExternalContact, SyncRun
 from integrations.wecom.tags_sync import contact_tags_sync, corp_tags_pull, corp_tags_push
 
@@ -37,22 +36,6 @@ USERS_PER_CALL = 100
 CONTACTS_PER_PAGE = 100
 CHATS_PER_PAGE = 1000
 Kind = SyncRun.Kind
-
-
-@contextmanager
-def _sync_lock() -> Iterator[bool]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-        got = bool(cursor.fetchone()[0])
-    try:
-        yield got
-    finally:
-        if got:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
-            except DatabaseError:
-                logger.warning("wecom sync lock was not released explicitly", exc_info=True)
 
 
 def _follow_users(client: WecomClient, counts: dict) -> list[str]:
@@ -78,13 +61,13 @@ def contacts_sync(client: WecomClient, counts: dict) -> None:
         while True:
             page = client.post("externalcontact/batch/get_by_user",
                                data={"userid_list": chunk, "cursor": cursor, "limit": CONTACTS_PER_PAGE})
-            with transaction.atomic():
-                for item in page.get("external_contact_list") or []:
-                    external, follow = item["external_contact"], item.get("follow_info") or {}
-                    contact = contact_upsert_from_wecom(external, [follow] if follow else [], staff_cache=staff_cache)
-                    seen_follows.add((external["external_userid"], str(follow.get("userid") or "")))
-                    tally["seen"] += 1
-                    tally["written" if contact._sync_changed else "unchanged"] += 1
+            items = [(item["external_contact"], [item["follow_info"]] if item.get("follow_info") else [])
+                     for item in page.get("external_contact_list") or []]
+            for (_contact, changed), (external, follows) in zip(
+                    contacts_upsert_from_wecom(items, staff_cache=staff_cache), items, strict=True):
+                seen_follows.add((external["external_userid"], str(follows[0].get("userid") or "") if follows else ""))
+                tally["seen"] += 1
+                tally["written" if changed else "unchanged"] += 1
             tally["pages"] += 1
             cursor = page.get("next_cursor") or ""
             if not cursor:
@@ -106,9 +89,7 @@ def contacts_sync(client: WecomClient, counts: dict) -> None:
         contacts_gone = orphaned.update(deleted_at=now, updated_at=now)
     counts["contacts"]["follows_removed"] = gone
     counts["contacts"]["contacts_removed"] = contacts_gone
-    counts["match"] = dict(sorted(
-        (status, ExternalContact.objects.filter(match_status=status, deleted_at=None).count())
-        for status in ExternalContact.Match.values))
+    counts["match"] = contact_match_counts()
 
 
 def tags_sync(client: WecomClient, counts: dict, *, contact_tags: bool = True) -> None:
@@ -143,7 +124,7 @@ def wecom_sync_run(*, kind: str = Kind.ALL, requested_by: str = "", client: Weco
     """Run one sync now (in this process); None when another sync holds the lock."""
     if kind not in Kind.values:
         raise ApplicationError("wecom_sync_kind", f"unknown sync kind {kind}")
-    with _sync_lock() as got:
+    with sync_lock(ADVISORY_LOCK_KEY, "wecom sync") as got:
         if not got:
             return None
         run = SyncRun.objects.create(kind=kind, requested_by=requested_by[:150])

@@ -1,4 +1,4 @@
-"""企业微信 pages (admins and operators, 404 for everyone else; see access.py): the connection and sync runs
+"""企业微信 pages (the "wecom" nav entry's roles, 404 for everyone else; see access.py): the connection and sync runs
 with 立即同步 per kind, and the review queue of contacts no customer could be matched to."""
 
 from django.conf import settings
@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import ApplicationError
 from integrations.wecom import contacts, sync
-from integrations.wecom.access import require_wecom_manager
+from integrations.wecom.access import require_nav
 from integrations.wecom.client import wecom_client, wecom_configured
 from integrations.wecom.models import ExternalContact, SyncRun
 
@@ -19,7 +19,7 @@ from integrations.wecom.models import ExternalContact, SyncRun
 @login_required
 def sync_runs_page(request):
     """GET: connection status and runs. POST kind=…: queue a sync of that kind after commit."""
-    require_wecom_manager(request.user)
+    require_nav(request.user, "wecom")
     configured = wecom_configured()
     if request.method == "POST":
         kind = request.POST.get("kind") or SyncRun.Kind.ALL
@@ -37,26 +37,19 @@ def sync_runs_page(request):
         return redirect("wecom:sync_runs")
     runs = list(sync.sync_runs())
     token_cached = configured and wecom_client().token_cached()
+    match_counts = contacts.contact_match_counts()
     return render(request, "wecom/sync_runs.html", {
         "runs": runs, "configured": configured, "base_url": settings.WECOM_API_BASE_URL,
         "corp_id": settings.WECOM_CORP_ID, "token_cached": token_cached, "kinds": SyncRun.Kind.choices,
         "callback_configured": bool(settings.WECOM_CALLBACK_TOKEN and settings.WECOM_CALLBACK_AES_KEY),
-        "unmatched": ExternalContact.objects.filter(match_status=ExternalContact.Match.UNMATCHED,
-                                                    deleted_at=None).count(),
-        "match_counts": {row["match_status"]: row["n"] for row in _match_counts()},
+        "unmatched": match_counts[ExternalContact.Match.UNMATCHED], "match_counts": match_counts,
     })
-
-
-def _match_counts():
-    from django.db.models import Count
-
-    return ExternalContact.objects.filter(deleted_at=None).values("match_status").annotate(n=Count("pk"))
 
 
 @login_required
 def review_page(request):
     """GET: unmatched contacts. POST action=link|create|ignore, contact=<id>[, customer=<客户号或手机号>]."""
-    require_wecom_manager(request.user)
+    require_nav(request.user, "wecom")
     status = 200
     errors: dict[int, str] = {}
     if request.method == "POST":
@@ -86,15 +79,9 @@ def review_page(request):
             status = exc.status_code if exc.status_code != 404 else 400
     paginator = Paginator(contacts.review_queue(), 25)
     page = paginator.get_page(request.GET.get("page") or request.POST.get("page"))
-    rows = []
-    for contact in page.object_list:
-        follows = [f for f in contact.follows.all() if f.deleted_at is None]
-        rows.append({
-            "contact": contact, "follows": follows,
-            "mobiles_masked": [_mask(m) for m in contacts.follow_mobiles(follows)],
-            "error": errors.get(contact.pk, ""), "customer_value": request.POST.get("customer", "")
-            if errors.get(contact.pk) else "",
-        })
+    rows = [{**row, "error": errors.get(row["contact"].pk, ""),
+             "customer_value": request.POST.get("customer", "") if errors.get(row["contact"].pk) else ""}
+            for row in contacts.review_rows(page.object_list)]
     shown = {row["contact"].pk for row in rows}
     for contact_id, message in errors.items():
         if contact_id not in shown:  # e.g. already resolved by someone else: say it above the list
@@ -102,8 +89,3 @@ def review_page(request):
     return render(request, "wecom/review.html", {"rows": rows, "page": page, "total": paginator.count},
                   status=status)
 
-
-def _mask(mobile: str) -> str:
-    from core.crypto import mask_mobile
-
-    return mask_mobile(mobile)

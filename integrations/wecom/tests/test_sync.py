@@ -189,3 +189,29 @@ def test_the_task_runs_a_sync_and_does_nothing_unconfigured(corp, settings):
     assert run.kind == "groups" and run.status == "done" and run.counts["groups"]["seen"] == len(corp.groupchats)
     settings.WECOM_CORP_ID = ""
     assert wecom_sync("all", "beat") is None
+
+
+def test_contact_pages_cost_a_fixed_number_of_queries(corp, django_assert_max_num_queries):
+    """Each page of contacts is read and written in bulk: the queries grow with the pages, not the contacts
+    (before: about 12 per contact on the first pass, 7 on an unchanged one: 1030 and 648 queries here)."""
+    total = sum(len(f) for f in corp.follows.values())
+    pages = -(-total // sync.CONTACTS_PER_PAGE)
+    assert total > 80 and pages < total / 8
+    # + giving each of the 20 customers linked by mobile its external_userid (2 queries each)
+    with django_assert_max_num_queries(20 + 10 * pages + 2 * 20):
+        first = sync.wecom_sync_run(kind=SyncRun.Kind.CONTACTS, requested_by="test")
+    assert first.status == SyncRun.Status.DONE and first.counts["contacts"]["written"] == total
+    with django_assert_max_num_queries(20 + 7 * pages):
+        again = sync.wecom_sync_run(kind=SyncRun.Kind.CONTACTS, requested_by="test")
+    assert again.counts["contacts"] == {**first.counts["contacts"], "written": 0, "unchanged": total,
+                                        "linked_by_unionid_after_pass": 0}
+
+
+def test_contact_tags_sync_reads_the_customers_tags_once(corp, django_assert_max_num_queries):
+    from integrations.wecom.client import wecom_client
+    from integrations.wecom.tags_sync import contact_tags_sync
+
+    assert sync.wecom_sync_run(requested_by="test").status == SyncRun.Status.DONE
+    assert ExternalContact.objects.filter(match_status="matched").count() > 40
+    with django_assert_max_num_queries(8):  # before: two queries per linked contact
+        assert contact_tags_sync(wecom_client()) == {"pulled": 0, "marked": 0, "mark_calls": 0}
