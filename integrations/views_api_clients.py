@@ -21,6 +21,9 @@ INTEGRATION_PAGES: list[tuple[str, str, str]] = [
     ("integrations:webhooks", gettext_lazy("Webhook 订阅"), gettext_lazy("把客户与标签变化推送给外部系统")),
     ("integrations:crm", gettext_lazy("CRM 同步"), gettext_lazy("从 CRM 拉取客户、产品与交易")),
     ("wecom:sync_runs", gettext_lazy("企业微信"), gettext_lazy("同步成员、客户联系、企业标签与客户群；人工关联客户")),
+    ("wecom:contact_ways", gettext_lazy("渠道活码"), gettext_lazy("按渠道/活动/投顾生成企业微信联系二维码")),
+    ("wecom:transfers", gettext_lazy("客户转接"), gettext_lazy("离职继承与在职转接，按客户跟踪结果")),
+    ("wecom:callback_events", gettext_lazy("企业微信回调"), gettext_lazy("收到的回调事件及其处理结果")),
 ]
 
 

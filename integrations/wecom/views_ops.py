@@ -8,11 +8,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ApplicationError
-from integrations.views_api_clients import INTEGRATION_PAGES
 from integrations.wecom import contact_ways as cw
 from integrations.wecom import transfers as tr
 from integrations.wecom.access import require_nav
@@ -20,13 +18,6 @@ from integrations.wecom.forms_ops import ContactWayForm, TransferForm
 from integrations.wecom.models import CallbackEvent, ContactFollow
 
 logger = logging.getLogger(__name__)
-
-for _page in (("wecom:contact_ways", gettext_lazy("渠道活码"), gettext_lazy("按渠道/活动/投顾生成企业微信联系二维码")),
-              ("wecom:transfers", gettext_lazy("客户转接"), gettext_lazy("离职继承与在职转接，按客户跟踪结果")),
-              ("wecom:callback_events", gettext_lazy("企业微信回调"), gettext_lazy("收到的回调事件及其处理结果"))):
-    if _page[0] not in [p[0] for p in INTEGRATION_PAGES]:
-        INTEGRATION_PAGES.append(_page)
-
 
 def _form_errors_from(form, exc: ApplicationError) -> None:
     fields = [d.get("field") for d in exc.details if isinstance(d, dict) and d.get("field") in form.fields]
