@@ -43,3 +43,9 @@ class InviteForm(forms.Form):
         super().__init__(*args, **kwargs)
         # any id may be posted; the service cuts it to the actor's scope and the group's gap
         self.fields["customers"].valid_value = lambda value: str(value).isdigit()
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("all") and not data.get("customers"):
+            raise forms.ValidationError(_("请选择要邀请的客户"))
+        return data

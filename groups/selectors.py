@@ -7,8 +7,8 @@ to the viewer's own customer scope, so a group never shows a client the viewer c
 
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Exists, F, Func, IntegerField, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -36,53 +36,111 @@ def _current_members_q(group: GroupChat, prefix: str = "") -> Q:
     return Q(**{f"{prefix}group": group, f"{prefix}left_at__isnull": True})
 
 
-def _in_group(group: GroupChat):
-    """EXISTS: the outer customer is a current member of ``group``."""
-    return Exists(GroupMember.objects.filter(_current_members_q(group), customer_id=OuterRef("pk")))
+def in_group_exists(group_id):
+    """EXISTS: the outer customer is a current member of the group ``group_id`` (an id or an OuterRef)."""
+    return Exists(GroupMember.objects.filter(group_id=group_id, left_at__isnull=True, customer_id=OuterRef("pk")))
 
 
-def _in_audience(group: GroupChat):
-    return Exists(SegmentMember.objects.filter(segment_id=group.audience_id, customer_id=OuterRef("pk")))
+def _in_audience(segment_id):
+    """EXISTS: the outer customer is in the segment ``segment_id`` (an id or an OuterRef)."""
+    return Exists(SegmentMember.objects.filter(segment_id=segment_id, customer_id=OuterRef("pk")))
+
+
+def _gap(principal, group_id, segment_id):
+    """Customers of the audience, within ``principal``'s scope, who are not current members: the one
+    definition behind the detail page's gap list and the list page's 待邀请 count."""
+    return Customer.objects.visible_to(principal).filter(_in_audience(segment_id)).exclude(in_group_exists(group_id))
 
 
 def invite_task_source_label(group: GroupChat) -> str:
-    """How an invite task names its group (``source_label``); also how open invites are found again."""
+    """How an invite task names its group (``source_label``). Open invites are found again by the
+    ``」#<id>`` ending, so renaming the group does not lose them (Task has no group reference)."""
     return f"社群「{group.name}」#{group.pk}"
 
 
-def _open_invite(group: GroupChat):
+def open_invite_exists(group_id: int):
+    """EXISTS: the outer customer has an open invite task for the group ``group_id``."""
     return Exists(Task.objects.filter(customer_id=OuterRef("pk"), source=INVITE_TASK_SOURCE, status=Task.Status.OPEN,
-                                      source_label=invite_task_source_label(group)))
+                                      source_label__endswith=f"」#{group_id}"))
 
 
 def audience_not_in_group(group: GroupChat, principal):
-    """Customers of the audience segment, within ``principal``'s scope, who are not current members."""
+    """Customers of the audience segment, within ``principal``'s scope, who are not current members;
+    ``invite_open`` says whether one has an open invite task for this group."""
     if not group.audience_id:
         return Customer.objects.none()
-    return (Customer.objects.visible_to(principal).filter(_in_audience(group)).exclude(_in_group(group))
-            .annotate(invite_open=_open_invite(group)))
+    return _gap(principal, group.pk, group.audience_id).annotate(invite_open=open_invite_exists(group.pk))
+
+
+def invite_candidates(group: GroupChat, principal, customer_ids=None):
+    """Whom 邀请 on the detail page may invite: the whole gap (``customer_ids`` None), or the given ids
+    that are in it (any other id is ignored)."""
+    gap = audience_not_in_group(group, principal)
+    return gap if customer_ids is None else gap.filter(pk__in=customer_ids)
 
 
 def members_not_fitting(group: GroupChat, principal):
     """Current client members, within ``principal``'s scope, who are not (or no longer) in the audience."""
     if not group.audience_id:
         return Customer.objects.none()
-    return Customer.objects.visible_to(principal).filter(_in_group(group)).exclude(_in_audience(group))
+    return (Customer.objects.visible_to(principal).filter(in_group_exists(group.pk))
+            .exclude(_in_audience(group.audience_id)))
+
+
+def group_audience_compare(group: GroupChat, user, *, limit: int = 100) -> dict:
+    """The detail page's 目标客群对照 within ``user``'s scope: the first ``limit`` customers of the audience
+    not in the group (``gap``) and of the client members not in the audience (``not_fitting``), each with
+    its tier (``tier_code``/``tier_label``/``tier_colour``), and the totals of both."""
+    from tagging.tiers import annotate_tier
+
+    compare = {"gap": [], "gap_total": 0, "not_fitting": [], "not_fitting_total": 0}
+    if not group.audience_id:
+        return compare
+    for key, qs in (("gap", audience_not_in_group(group, user)), ("not_fitting", members_not_fitting(group, user))):
+        rows = list(annotate_tier(qs.select_related("advisor")).order_by("name", "pk")[:limit])
+        compare[key] = rows
+        compare[f"{key}_total"] = len(rows) if len(rows) < limit else qs.count()
+    return compare
 
 
 def group_members_for_user(group: GroupChat, user):
     """Current members; ``customer_visible`` says whether the linked client is in the viewer's scope
-    (only then are their client details shown)."""
+    (only then are their client details shown). The client comes with ``tier_code``/``tier_label``/
+    ``tier_colour`` (tagging.tiers.annotate_tier): two queries however many members."""
+    from tagging.tiers import annotate_tier
+
     visible = Customer.objects.visible_to(user).filter(pk=OuterRef("customer_id"))
-    return (GroupMember.objects.filter(_current_members_q(group)).select_related("customer", "customer__tier")
+    return (GroupMember.objects.filter(_current_members_q(group))
+            .prefetch_related(Prefetch("customer", queryset=annotate_tier(Customer.objects.all())))
             .annotate(customer_visible=Exists(visible)).order_by("type", "joined_at", "pk"))
 
 
-def groups_with_numbers(qs):
-    """Annotate a group queryset with its current client members (the list page)."""
-    return qs.annotate(
-        clients=Count("members", filter=Q(members__left_at__isnull=True, members__customer__isnull=False), distinct=True),
-    )
+def _count(qs):
+    """A correlated ``SELECT COUNT(*)`` of ``qs`` as an integer expression (for annotate)."""
+    return Coalesce(Subquery(qs.order_by().values(n=Func(F("pk"), function="COUNT"))), 0,
+                    output_field=IntegerField())
+
+
+def group_owners_for(user):
+    """Advisors owning a group ``user`` may see (the list's 群主 filter)."""
+    from core.models import User
+
+    owned = groups_visible_to(user).filter(advisor__isnull=False).values("advisor_id")
+    return User.objects.filter(pk__in=owned).order_by("display_name", "username")
+
+
+def group_list_for_user(user, *, purpose: str = "", owner_id: int | None = None):
+    """The list page's groups, each with its numbers in the same query: ``clients`` (current client
+    members) and ``audience_gap`` (audience customers in ``user``'s scope not in the group; 0 without an
+    audience). Joins/leaves come from ``groups_attach_recent_flow`` for the page shown."""
+    qs = groups_visible_to(user).select_related("advisor", "audience")
+    if purpose:
+        qs = qs.filter(purpose=purpose)
+    if owner_id:
+        qs = qs.filter(advisor_id=owner_id)
+    clients = GroupMember.objects.filter(group_id=OuterRef("pk"), left_at__isnull=True, customer__isnull=False)
+    gap = _gap(user, OuterRef(OuterRef("pk")), OuterRef(OuterRef("audience_id")))
+    return qs.annotate(clients=_count(clients), audience_gap=_count(gap)).order_by("status", "name", "pk")
 
 
 def _daily_flow(group_ids, first: date, today: date) -> dict[tuple[int, date], dict]:
@@ -101,18 +159,18 @@ def _daily_flow(group_ids, first: date, today: date) -> dict[tuple[int, date], d
     return flow
 
 
-def groups_recent_flow(group_ids, days: int = 7) -> dict[int, dict]:
-    """Group → joins and leaves over the last ``days`` days (today included)."""
+def groups_attach_recent_flow(groups, days: int = 7) -> list[GroupChat]:
+    """Sets ``recent_joins`` and ``recent_leaves`` (last ``days`` days, today included) on each group;
+    two queries for all of them."""
+    groups = list(groups)
     today = timezone.localdate()
-    totals = {g: {"joins": 0, "leaves": 0} for g in group_ids}
-    for (group_id, _day), cell in _daily_flow(group_ids, today - timedelta(days=days - 1), today).items():
+    totals = {g.pk: {"joins": 0, "leaves": 0} for g in groups}
+    for (group_id, _day), cell in _daily_flow(list(totals), today - timedelta(days=days - 1), today).items():
         totals[group_id]["joins"] += cell["joins"]
         totals[group_id]["leaves"] += cell["leaves"]
-    return totals
-
-
-def audience_gap_count(group: GroupChat, principal) -> int:
-    return audience_not_in_group(group, principal).count() if group.audience_id else 0
+    for g in groups:
+        g.recent_joins, g.recent_leaves = totals[g.pk]["joins"], totals[g.pk]["leaves"]
+    return groups
 
 
 # --- health -------------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ def group_invite_tasks_create(*, actor, group: GroupChat, customers) -> dict:
     ids = _customer_ids_qs(customers)
     requested = Customer.objects.filter(pk__in=ids)
     in_scope = ((requested.visible_to(actor) if actor is not None else requested)
-                .annotate(member=selectors._in_group(group), invited=selectors._open_invite(group)))
+                .annotate(member=selectors.in_group_exists(group.pk), invited=selectors.open_invite_exists(group.pk)))
     totals = in_scope.aggregate(
         total=Count("pk"),
         already_member=Count("pk", filter=Q(member=True)),

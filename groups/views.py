@@ -12,7 +12,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
-from core.models import User
 from core.navigation import user_may_use
 from groups import selectors, services
 from groups.forms import GroupEditForm, GroupFilterForm, InviteForm
@@ -34,55 +33,33 @@ def _group(request, group_id: int) -> GroupChat:
 @login_required
 def group_list(request):
     _require_groups(request.user)
-    visible = selectors.groups_visible_to(request.user)
-    owners = User.objects.filter(pk__in=visible.filter(advisor__isnull=False).values("advisor_id")).order_by("display_name",
-                                                                                                            "username")
-    form = GroupFilterForm(request.GET or None, owners=owners)
-    qs = visible.select_related("advisor", "audience")
-    if form.is_bound and form.is_valid():
-        if form.cleaned_data["purpose"]:
-            qs = qs.filter(purpose=form.cleaned_data["purpose"])
-        if form.cleaned_data["owner"]:
-            qs = qs.filter(advisor_id=form.cleaned_data["owner"])
-    qs = selectors.groups_with_numbers(qs).order_by("status", "name", "pk")
+    form = GroupFilterForm(request.GET or None, owners=selectors.group_owners_for(request.user))
+    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    qs = selectors.group_list_for_user(request.user, purpose=filters.get("purpose") or "", owner_id=filters.get("owner"))
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    flow = selectors.groups_recent_flow([g.pk for g in page], days=7)
-    for group in page:
-        group.recent_joins, group.recent_leaves = flow[group.pk]["joins"], flow[group.pk]["leaves"]
-        group.gap = selectors.audience_gap_count(group, request.user) if group.audience_id else None
+    selectors.groups_attach_recent_flow(page, days=7)
     return render(request, "groups/list.html", {"form": form, "page": page, "purposes": Purpose.choices})
 
 
-def _detail_context(request, group: GroupChat) -> dict:
+def _gap_context(request, group: GroupChat) -> dict:
+    """What the 目标客群对照 card (groups/partials/gap.html) needs."""
+    return {"group": group, "active": group.status == GroupChat.Status.ACTIVE,
+            **selectors.group_audience_compare(group, request.user, limit=GAP_LIST_LIMIT)}
+
+
+def _detail_context(request, group: GroupChat, edit_form: GroupEditForm | None = None) -> dict:
     user = request.user
     health = selectors.group_health(group)
-    gap = selectors.audience_not_in_group(group, user).select_related("advisor", "tier").order_by("name", "pk")
-    not_fitting = selectors.members_not_fitting(group, user).select_related("advisor", "tier").order_by("name", "pk")
-    tiers = selectors.tier_labels()
-    gap_rows, not_fitting_rows = list(gap[:GAP_LIST_LIMIT]), list(not_fitting[:GAP_LIST_LIMIT])
-    for c in gap_rows + not_fitting_rows:
-        code = getattr(getattr(c, "tier", None), "code", None)
-        c.tier_info = tiers.get(code, {"label": code, "colour": "secondary"}) if code else None
-    members = list(selectors.group_members_for_user(group, user))
-    for m in members:
-        code = getattr(getattr(m.customer, "tier", None), "code", None) if m.customer_visible else None
-        m.tier = tiers.get(code, {"label": code, "colour": "secondary"}) if code else None
     context = {
-        "group": group,
+        **_gap_context(request, group),
         "health": health,
         "chart": {"days": health["days"], "tiers": health["tiers"]},
-        "members": members,
-        "gap": gap_rows,
-        "gap_total": gap.count() if group.audience_id else 0,
-        "not_fitting": not_fitting_rows,
-        "not_fitting_total": not_fitting.count() if group.audience_id else 0,
+        "members": list(selectors.group_members_for_user(group, user)),
         "can_edit": services.group_may_edit(user, group),
-        "active": group.status == GroupChat.Status.ACTIVE,
     }
     if context["can_edit"]:
-        context.setdefault("edit_form", GroupEditForm(
-            initial={"purpose": group.purpose, "audience": group.audience_id},
-            segments=services.audience_choices_for(user)))
+        context["edit_form"] = edit_form if edit_form is not None else GroupEditForm(
+            initial={"purpose": group.purpose, "audience": group.audience_id}, segments=services.audience_choices_for(user))
     return context
 
 
@@ -109,9 +86,7 @@ def group_edit(request, group_id: int):
         else:
             messages.success(request, _("已保存群的用途和目标客群"))
             return redirect("groups:detail", group_id=group.pk)
-    context = _detail_context(request, group)
-    context["edit_form"] = form
-    return render(request, "groups/detail.html", context, status=400)
+    return render(request, "groups/detail.html", _detail_context(request, group, edit_form=form), status=400)
 
 
 @login_required
@@ -124,21 +99,15 @@ def group_invite(request, group_id: int):
     if not form.is_valid():
         error = _("请选择要邀请的客户")
     else:
-        gap = selectors.audience_not_in_group(group, request.user)
-        if not form.cleaned_data["all"]:
-            gap = gap.filter(pk__in=form.cleaned_data["customers"])
-        if not form.cleaned_data["all"] and not form.cleaned_data["customers"]:
-            error = _("请选择要邀请的客户")
-        else:
-            try:
-                result = services.group_invite_tasks_create(actor=request.user, group=group, customers=gap)
-            except ApplicationError as exc:
-                error = exc.message
-    context = _detail_context(request, group)
-    context.update(invite_result=result, invite_error=error)
-    status = 400 if error else 200
+        customers = selectors.invite_candidates(group, request.user, None if form.cleaned_data["all"]
+                                                else form.cleaned_data["customers"])
+        try:
+            result = services.group_invite_tasks_create(actor=request.user, group=group, customers=customers)
+        except ApplicationError as exc:
+            error = exc.message
     if request.headers.get("HX-Request"):
-        return render(request, "groups/partials/gap.html", context, status=status)
+        context = {**_gap_context(request, group), "invite_result": result, "invite_error": error}
+        return render(request, "groups/partials/gap.html", context, status=400 if error else 200)
     if result:
         messages.success(request, _("已创建 %(n)s 个邀请任务") % {"n": result["created"]})
     elif error:

@@ -223,3 +223,19 @@ def test_segment_bulk_action_invites_through_the_segments_service(world, operato
     action = action_run(action_id=action.pk)
     assert action.status == "done" and action.affected == 3 and action.result["already_member"] == 1
     assert Task.objects.filter(source="group_invite").count() == 3
+
+
+def test_open_invites_still_count_after_the_group_is_renamed(world, advisor):
+    group = world["group"]
+    assert group_invite_tasks_create(actor=advisor, group=group, customers=[world["mine_out"].pk])["created"] == 1
+    first = Task.objects.get(source="group_invite")
+    GroupChat.objects.filter(pk=group.pk).update(name="改名后的群")  # e.g. renamed in WeCom, then synced
+    group.refresh_from_db()
+    again = group_invite_tasks_create(actor=advisor, group=group, customers=[world["mine_out"].pk])
+    assert again["created"] == 0 and again["already_invited"] == 1
+    assert selectors.audience_not_in_group(group, advisor).get().invite_open is True
+    # another group's open invite does not count, even when that group's name carries this one's number
+    other = make_group(advisor=advisor, name=f"群」#{group.pk}", audience=world["segment"])
+    assert group_invite_tasks_create(actor=advisor, group=other, customers=[world["mine_out"].pk])["created"] == 1
+    Task.objects.filter(pk=first.pk).update(status="cancelled")
+    assert group_invite_tasks_create(actor=advisor, group=group, customers=[world["mine_out"].pk])["created"] == 1
