@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
+from core.forms import form_add_application_error
 from core.navigation import user_may_use
 from groups import selectors, services
 from groups.forms import GroupEditForm, GroupFilterForm, InviteForm
@@ -81,8 +82,7 @@ def group_edit(request, group_id: int):
             services.group_update(actor=request.user, group=group, purpose=form.cleaned_data["purpose"],
                                   audience=form.cleaned_data["audience"])
         except ApplicationError as exc:
-            for detail in exc.details or [{"field": None, "message": exc.message}]:
-                form.add_error(detail.get("field"), detail.get("message") or exc.message)
+            form_add_application_error(form, exc)
         else:
             messages.success(request, _("已保存群的用途和目标客群"))
             return redirect("groups:detail", group_id=group.pk)

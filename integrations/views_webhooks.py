@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
+from core.forms import form_add_application_error
 from core.models import Role
 from integrations import webhooks
 from integrations.models import WebhookDelivery, WebhookSubscription
@@ -69,8 +70,7 @@ def webhook_list(request):
                     actor=request.user, name=form.cleaned_data["name"], url=form.cleaned_data["url"],
                     event_types=form.cleaned_data["event_types"], secret=form.cleaned_data["secret"])
             except ApplicationError as exc:
-                for detail in exc.details or [{}]:
-                    form.add_error(detail.get("field") if detail.get("field") in form.fields else None, exc.message)
+                form_add_application_error(form, exc)
             else:
                 return render(request, "integrations/webhooks.html",
                               _list_context(WebhookSubscriptionForm(), secret, subscription))

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 
 from core.errors import ApplicationError
+from core.forms import form_add_application_error
 from tagging import tiers
 from tagging.models import TierDefinition, TierRun, TierScheme
 
@@ -116,8 +117,7 @@ def tier_strategy_edit(request, code: str):
             try:
                 tiers.tier_strategy_update(actor=request.user, definition=definition, data=form.cleaned_data)
             except ApplicationError as exc:
-                for detail in exc.details:
-                    form.add_error(detail.get("field"), detail.get("message"))
+                form_add_application_error(form, exc)
             else:
                 messages.success(request, _("已保存「%(label)s」的服务策略") % {"label": definition.label})
                 return redirect("tagging:tiers")

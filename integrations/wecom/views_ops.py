@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ApplicationError
+from core.forms import form_add_application_error
 from integrations.wecom import contact_ways as cw
 from integrations.wecom import transfers as tr
 from integrations.wecom.access import require_nav
@@ -18,12 +19,6 @@ from integrations.wecom.forms_ops import ContactWayForm, TransferForm
 from integrations.wecom.models import CallbackEvent, ContactFollow
 
 logger = logging.getLogger(__name__)
-
-def _form_errors_from(form, exc: ApplicationError) -> None:
-    fields = [d.get("field") for d in exc.details if isinstance(d, dict) and d.get("field") in form.fields]
-    for field in fields or [None]:
-        form.add_error(field, exc.message)
-
 
 # --- contact ways --------------------------------------------------------------------------------
 
@@ -46,7 +41,7 @@ def contact_way_create(request):
                                         campaign=data["campaign"], advisor=data["advisor"], tags=data["tags"],
                                         welcome_message=data["welcome_message"])
         except ApplicationError as exc:
-            _form_errors_from(form, exc)
+            form_add_application_error(form, exc)
         else:
             messages.success(request, _("渠道活码已生成"))
             return redirect("wecom:contact_way_detail", contact_way_id=way.pk)
@@ -111,7 +106,7 @@ def transfer_create(request):
                 return redirect("wecom:transfer_detail", transfer_id=transfer.pk)
             preview = tr.transfer_preview(actor=request.user, from_advisor=data["from_advisor"])
         except ApplicationError as exc:
-            _form_errors_from(form, exc)
+            form_add_application_error(form, exc)
     status = 400 if bound is not None and form.errors else 200
     context = {"form": form, "preview": preview,
                "preview_wecom": sum(1 for row in preview or [] if row["external_userid"]),
