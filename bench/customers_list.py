@@ -11,59 +11,17 @@ different speed can be compared.
 
 import argparse
 import inspect
-import os
 import random
-import statistics
-import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SCRM_DATA_DIR", str(ROOT / ".data" / "bench"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scrm.settings")
+import _common
 
-import django  # noqa: E402
+_common.django_setup()
 
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
+from _common import dataset_ensure, timed_ms  # noqa: E402
 
 from core.models import User  # noqa: E402
-from customers.demo_data import seed_demo  # noqa: E402
 from customers.models import BehaviourEvent, Customer, Trade  # noqa: E402
 from customers.selectors import customer_list  # noqa: E402
-
-
-def dataset_ensure(*, customers: int, seed: int) -> None:
-    """Seed the bench database unless it already holds at least ``customers`` customers."""
-    call_command("migrate", verbosity=0, skip_checks=True)
-    have = Customer.objects.count()
-    if have >= customers:
-        return
-    if have:
-        if os.environ.get("DATABASE_URL"):
-            sys.exit(f"The database at DATABASE_URL holds {have:,} customers (< {customers:,}); "
-                     "empty it yourself or point the bench at its own embedded database.")
-        print(f"The bench database holds {have:,} customers (< {customers:,}): emptying it to reseed.")
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE customers_customer CASCADE")
-    print(f"Seeding {customers:,} customers (kept in {os.environ['SCRM_DATA_DIR']} for later runs) …", flush=True)
-    seed_demo(customers=customers, seed=seed, stdout=sys.stdout)
-
-
-def timed(fn, *, runs: int) -> tuple[float, float]:
-    """p50 and p95 in milliseconds over ``runs`` calls, after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
 
 
 def list_call(user, filters: dict, *, sort: str | None = None, page: int = 1):
@@ -120,7 +78,7 @@ def main() -> None:
     print(f"{'scenario':<40}{'p50 ms':>9}{'p95 ms':>9}{'p50 ×PK':>9}{'p95 ×PK':>9}")
     baseline = None
     for label, fn in scenarios:
-        p50, p95 = timed(fn, runs=args.runs)
+        p50, p95, _result = timed_ms(fn, runs=args.runs)
         baseline = baseline or (p50, p95)
         print(f"{label:<40}{p50:9.2f}{p95:9.2f}{p50 / baseline[0]:9.1f}{p95 / baseline[1]:9.1f}", flush=True)
 

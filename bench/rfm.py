@@ -15,24 +15,18 @@ Times are printed, never asserted.
 """
 
 import argparse
-import io
 import logging
 import os
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SCRM_DATA_DIR", str(ROOT / ".data" / "bench"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scrm.settings")
+import _common
 
-import django  # noqa: E402
-
-django.setup()
+_common.django_setup()
 
 import pandas as pd  # noqa: E402
+from _common import copy_out  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -71,16 +65,6 @@ def ensure_data(customers: int, seed: int) -> None:
         sys.exit("customers.demo_data.seed_demo is not available yet; seed this database first")
     print(f"seeding {customers:,} customers with seed_demo(seed={seed}) …", flush=True)
     timed("seed_demo", seed_demo, customers=customers, seed=seed, stdout=sys.stdout)
-
-
-def copy_out(sql: str, params: list) -> io.StringIO:
-    """COPY a query's rows out as CSV (the fastest way an analyst gets rows into pandas)."""
-    buffer = io.StringIO()
-    with connection.cursor() as cursor:
-        query = cursor.mogrify(sql, params).decode()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
-    buffer.seek(0)
-    return buffer
 
 
 def pandas_load(as_of: date, window_days: int) -> tuple[pd.DataFrame, pd.Series]:

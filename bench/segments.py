@@ -19,25 +19,15 @@ aims: count p95 < 300 ms for attribute/tag/tier rules and < 2 s for rules with a
 """
 
 import argparse
-import io
-import os
-import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SCRM_DATA_DIR", str(ROOT / ".data" / "bench"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scrm.settings")
+import _common
 
-import django  # noqa: E402
-
-django.setup()
+_common.django_setup()
 
 import pandas as pd  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+from _common import copy_out, timed_ms  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -55,20 +45,8 @@ BENCH_TAGS = [("margin_intent", 10, 0), ("star_intent", 20, 3), ("idle_funds", 3
 # --- data ----------------------------------------------------------------------------------------
 
 def dataset_ensure(*, customers: int, seed: int) -> None:
-    call_command("migrate", verbosity=0, skip_checks=True)
-    have = Customer.objects.count()
-    if have < customers:
-        if have:
-            if os.environ.get("DATABASE_URL"):
-                sys.exit(f"The database at DATABASE_URL holds {have:,} customers (< {customers:,}); "
-                         "empty it yourself or point the bench at its own embedded database.")
-            print(f"The bench database holds {have:,} customers (< {customers:,}): emptying it to reseed.")
-            with connection.cursor() as cursor:
-                cursor.execute("TRUNCATE customers_customer CASCADE")
-        from customers.demo_data import seed_demo
-
-        print(f"Seeding {customers:,} customers (kept in {os.environ['SCRM_DATA_DIR']} for later runs) …", flush=True)
-        seed_demo(customers=customers, seed=seed, stdout=sys.stdout)
+    """The seeded customers (bench/_common.py), then tiers once and the bench tags when there are none."""
+    _common.dataset_ensure(customers=customers, seed=seed)
     if not CustomerTier.objects.exists():
         from tagging.tiers import tier_run_compute
 
@@ -93,16 +71,6 @@ def dataset_ensure(*, customers: int, seed: int) -> None:
                 """, [tag.pk, salt, percent])
             cursor.execute("ANALYZE tagging_customertag")
         print(f"bench tags given in {time.perf_counter() - started:.1f} s")
-
-
-def copy_out(sql: str, params: list) -> io.StringIO:
-    """COPY a query's rows out as CSV (the fastest way an analyst gets rows into pandas)."""
-    buffer = io.StringIO()
-    with connection.cursor() as cursor:
-        query = cursor.mogrify(sql, params).decode()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
-    buffer.seek(0)
-    return buffer
 
 
 # --- the pandas baseline ---------------------------------------------------------------------------
@@ -218,19 +186,6 @@ SCENARIOS = [
 ]
 
 
-def timed(fn, *, runs: int, warmup: int = 2) -> tuple[float, float, object]:
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))], result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -255,10 +210,10 @@ def main() -> None:
         def count(rule=rule):
             return Customer.objects.visible_to(hq).filter(rule_compile(rule, now=now)).count()
 
-        p50, p95, n = timed(count, runs=args.runs)
-        prev50, _prev95, _ = timed(lambda rule=rule: rule_preview(rule, principal=hq, now=now), runs=max(3, args.runs // 4),
+        p50, p95, n = timed_ms(count, runs=args.runs, warmup=2)
+        prev50, _prev95, _ = timed_ms(lambda rule=rule: rule_preview(rule, principal=hq, now=now), runs=max(3, args.runs // 4),
                                    warmup=1)
-        base50, _b95, base_n = timed(lambda baseline=baseline: baseline(now), runs=args.baseline_runs, warmup=0)
+        base50, _b95, base_n = timed_ms(lambda baseline=baseline: baseline(now), runs=args.baseline_runs, warmup=0)
         aim = AIM_WINDOW_MS if window else AIM_SIMPLE_MS
         verdict = "PASS" if p95 < aim else "MISS"
         misses += verdict == "MISS"
