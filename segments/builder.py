@@ -65,7 +65,8 @@ def default_condition(kind: str = "attribute") -> dict:
         first = Tag.objects.order_by("category__code", "code").values_list("code", flat=True).first()
         return {"type": "tag", "op": "has", "tag": first or ""}
     if kind == "tier":
-        return {"type": "tier", "op": "in", "value": [tier_choices()[0][0]] if tier_choices() else []}
+        tiers = tier_choices()
+        return {"type": "tier", "op": "in", "value": [tiers[0][0]] if tiers else []}
     if kind == "tier_change":
         return {"type": "tier_change", "direction": "down", "within_days": 30}
     if kind == "trades":
@@ -96,7 +97,7 @@ def attribute_default(field: str) -> dict:
 
 # --- structural operations --------------------------------------------------------------------
 
-def apply_operation(tree: dict, operation: str, path: str, *, principal=None) -> dict:
+def apply_operation(tree: dict, operation: str, path: str) -> dict:
     """Return a new tree with ``operation`` applied at ``path`` (the tree is not modified)."""
     import copy
 
@@ -212,13 +213,7 @@ def _apply_node(tree, path, node, values):
         _apply_attribute(node, values)
     elif kind == "tag":
         node["op"] = _first(values, "op", node.get("op"))
-        for key in ("tag", "category", "source"):
-            if key in values:
-                raw = _first(values, key).strip()
-                if raw:
-                    node[key] = raw
-                else:
-                    node.pop(key, None)
+        _optional_text(node, values, "tag", "category", "source")
         _window(node, values, required=False)
     elif kind == "tier":
         node["op"] = _first(values, "op", node.get("op"))
@@ -236,12 +231,7 @@ def _apply_node(tree, path, node, values):
     elif kind in ("trades", "events"):
         if kind == "trades":
             node["measure"] = _first(values, "measure", node.get("measure"))
-            if "product_type" in values:
-                raw = _first(values, "product_type").strip()
-                if raw:
-                    node["product_type"] = raw
-                else:
-                    node.pop("product_type", None)
+            _optional_text(node, values, "product_type")
         else:
             node["event_type"] = _first(values, "event_type", node.get("event_type"))
             if "properties" in values:
@@ -256,13 +246,7 @@ def _apply_node(tree, path, node, values):
         _window(node, values, required=True)
     elif kind == "group":
         node["op"] = _first(values, "op", node.get("op"))
-        for key in ("group", "purpose"):
-            if key in values:
-                raw = _first(values, key).strip()
-                if raw:
-                    node[key] = raw
-                else:
-                    node.pop(key, None)
+        _optional_text(node, values, "group", "purpose")
     elif kind == "segment":
         node["op"] = _first(values, "op", node.get("op"))
         if "segment" in values:
@@ -270,6 +254,17 @@ def _apply_node(tree, path, node, values):
             node["segment"] = int(raw) if raw.isdigit() else (raw or None)
             if node["segment"] is None:
                 node.pop("segment")
+
+
+def _optional_text(node, values, *keys):
+    """Posted optional text fields: a value sets the key, a blank one leaves the key out (never null)."""
+    for key in keys:
+        if key in values:
+            raw = _first(values, key).strip()
+            if raw:
+                node[key] = raw
+            else:
+                node.pop(key, None)
 
 
 def _window(node, values, *, required):
@@ -458,44 +453,24 @@ def condition_view(node: dict, *, principal, labels: dict, context: dict) -> dic
 
 def builder_context(principal, *, exclude_segment_id=None) -> dict:
     """Choices shared by every condition editor on the page (queried once per render)."""
+    from groups.models import GroupChat, Purpose
+    from segments.selectors import segments_visible_to
     from tagging.models import Tag, TagCategory, TagSource
 
-    available = {"attribute", "tag", "tier", "trades", "events"}
-    validators = getattr(rule_lang, "_VALIDATORS", {})
-    extensions = getattr(rule_lang, "CONDITION_EXTENSIONS", {})
-    available |= {t for t in ("tier_change", "group", "segment") if t in validators or t in extensions}
-    context = {
-        "available_types": available,
+    segments = segments_visible_to(principal).filter(archived=False)
+    if exclude_segment_id:
+        segments = segments.exclude(pk=exclude_segment_id)
+    return {
+        "available_types": set(CONDITION_TYPES) & {*rule_lang._VALIDATORS, *rule_lang.CONDITION_EXTENSIONS},
         "branches": branch_choices(principal), "advisors": advisor_choices(principal), "tiers": tier_choices(),
         "tags": [(t.code, f"{t.category.name} · {t.name}") for t in
                  Tag.objects.select_related("category").order_by("category__code", "code")],
         "categories": [(c.code, c.name) for c in TagCategory.objects.order_by("code")],
-        "sources": list(TagSource.choices), "groups": [], "segments": [], "purposes": [],
+        "sources": list(TagSource.choices),
+        "segments": [(s.pk, s.name) for s in segments.order_by("name")[:500]],
+        "groups": [(g.chat_id, g.name) for g in GroupChat.objects.visible_to(principal).order_by("name")[:500]],
+        "purposes": list(Purpose.choices),
     }
-    if "segment" in available:
-        try:
-            from segments.selectors import segments_visible_to
-
-            qs = segments_visible_to(principal).filter(archived=False)
-            if exclude_segment_id:
-                qs = qs.exclude(pk=exclude_segment_id)
-            context["segments"] = [(s.pk, s.name) for s in qs.order_by("name")[:500]]
-        except ImportError:
-            pass
-    if "group" in available:
-        from django.apps import apps
-
-        try:
-            group_model = apps.get_model("groups", "GroupChat")
-        except LookupError:
-            group_model = None
-        if group_model is not None:
-            context["groups"] = [(g.chat_id, g.name) for g in
-                                 group_model.objects.visible_to(principal).order_by("name")[:500]]
-            from groups.models import Purpose
-
-            context["purposes"] = list(Purpose.choices)
-    return context
 
 
 def render_nodes(tree: dict, *, principal, error_path: str | None = None, exclude_segment_id=None) -> dict:

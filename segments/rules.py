@@ -75,11 +75,33 @@ class RuleError(ApplicationError):
         self.path = path
 
 
-def _number(value, path):
+# Numbers are bounded when validated, so compiling never fails on a value (a year before 1, a date or
+# decimal the database cannot hold): ages in years, "days ago" in days, anything else in yuan / count.
+MAX_NUMBER = Decimal(10) ** 15  # fits Customer.total_assets (18 digits, 2 decimals)
+BOUNDS = {"age": (0, 150), "days_ago": (0, 36500)}
+
+
+def _number(value, path, bounds: tuple[int, int] | None = None):
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
         raise RuleError(path, "应为数字") from None
+    if not number.is_finite():
+        raise RuleError(path, "应为数字")
+    if bounds is not None and not bounds[0] <= number <= bounds[1]:
+        raise RuleError(path, f"应在 {bounds[0]}–{bounds[1]} 之间")
+    if abs(number) > MAX_NUMBER:
+        raise RuleError(path, "数值太大（绝对值不能超过 10^15）")
+    return number
+
+
+def _has_nul(value) -> bool:
+    """A NUL character anywhere in a value (PostgreSQL text cannot hold one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(_has_nul(v) for v in value)
 
 
 def _check_window(node, path, required=False):
@@ -122,6 +144,9 @@ def rule_validate(rule, path: str = "$", depth: int = 0, counter: list | None = 
     nulls = [key for key, value in rule.items() if value is None and key != "value"]
     if nulls:  # the published schema has no nulls: an optional field is left out, not set to null
         raise RuleError(f"{path}.{nulls[0]}", "不能为 null：不需要时请省略该字段")
+    nul = next((key for key, value in rule.items() if _has_nul(value)), None)
+    if nul:
+        raise RuleError(f"{path}.{nul}", "不能包含 NUL 字符")
     validator = _VALIDATORS.get(kind) or (CONDITION_EXTENSIONS[kind][0] if kind in CONDITION_EXTENSIONS else None)
     if validator is None:
         raise RuleError(f"{path}.type", f"未知条件类型 {kind!r}，可用：{sorted({*_VALIDATORS, *CONDITION_EXTENSIONS})}")
@@ -165,9 +190,9 @@ def _validate_attribute(node, path):
     elif op == "between":
         if not isinstance(value, list) or len(value) != 2:
             raise RuleError(f"{path}.value", "应为 [下限, 上限]")
-        _number(value[0], f"{path}.value[0]"), _number(value[1], f"{path}.value[1]")
+        _number(value[0], f"{path}.value[0]", BOUNDS.get(kind)), _number(value[1], f"{path}.value[1]", BOUNDS.get(kind))
     elif kind in ("number", "age", "days_ago"):
-        _number(value, f"{path}.value")
+        _number(value, f"{path}.value", BOUNDS.get(kind))
     elif kind in ("choice", "text") and not isinstance(value, str):
         raise RuleError(f"{path}.value", "应为字符串")
 
@@ -466,6 +491,14 @@ def rule_compile(rule: dict, *, now=None) -> Q:
         compiler = _COMPILERS.get(rule["type"]) or CONDITION_EXTENSIONS[rule["type"]][1]
         q = compiler(rule, now)
     return ~q if rule.get("not") else q
+
+
+def rule_sql(rule: dict, *, now) -> tuple[str, tuple]:
+    """``SELECT id FROM customers_customer WHERE <rule>`` and its parameters, for a set-based ``INSERT … SELECT``
+    (a VALID rule; firm-wide: no scope)."""
+    from customers.models import Customer
+
+    return Customer.objects.filter(rule_compile(rule, now=now)).order_by().values("id").query.sql_with_params()
 
 
 def rule_queryset(rule: dict, *, principal=None, now=None):

@@ -7,7 +7,7 @@ segment and an advisor (who has no segments page) would see only their own clien
 
 from datetime import timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -57,6 +57,32 @@ def segments_visible_to(user):
     return qs
 
 
+def segments_with_member_counts(user, *, archived: bool = False):
+    """The user's visible segments (archived or not), each with ``visible_count``: its stored members within the
+    user's data scope (the list page and ``GET /api/v1/segments/``)."""
+    from core.scoping import scope_for
+
+    scope_q = scope_for(user).customer_q("members__customer__")
+    return (segments_visible_to(user).filter(archived=archived).select_related("branch")
+            .annotate(visible_count=Count("members", filter=scope_q, distinct=True)))
+
+
+def segment_list(user, *, archived: bool = False, limit: int = 200, trend_days: int = 30) -> list[Segment]:
+    """The 客群 list: newest first, with the member count in scope, the latest rebuild (``last_rebuild_at`` /
+    ``_ms`` / ``_status``) and ``size_trend`` ((day, size) of the last ``trend_days`` days); a fixed number of
+    queries whatever the number of segments."""
+    latest = SegmentRebuild.objects.filter(segment=OuterRef("pk")).order_by("-started_at", "-pk")
+    segments = list(segments_with_member_counts(user, archived=archived)
+                    .annotate(last_rebuild_at=Subquery(latest.values("started_at")[:1]),
+                              last_rebuild_ms=Subquery(latest.values("duration_ms")[:1]),
+                              last_rebuild_status=Subquery(latest.values("status")[:1]))
+                    .order_by("-updated_at", "-pk")[:limit])
+    trends = segments_size_trends([s.pk for s in segments], days=trend_days)
+    for segment in segments:
+        segment.size_trend = trends.get(segment.pk, [])
+    return segments
+
+
 def segment_get_for_user(user, segment_id) -> Segment:
     segment = segments_visible_to(user).select_related("branch", "created_by").filter(pk=segment_id).first()
     if segment is None:
@@ -64,29 +90,23 @@ def segment_get_for_user(user, segment_id) -> Segment:
     return segment
 
 
-def snapshot_get_for_user(user, snapshot_id) -> SegmentSnapshot:
-    snapshot = SegmentSnapshot.objects.select_related("segment", "created_by").filter(
-        pk=snapshot_id, segment__in=segments_visible_to(user)).first()
-    if snapshot is None:
-        raise Http404("快照不存在")
-    return snapshot
+def _get_in_visible_segment(user, queryset, pk, message: str):
+    """One row of ``queryset`` (a model with a ``segment`` FK) by pk, if its segment is one the user may open."""
+    found = queryset.filter(pk=pk, segment__in=segments_visible_to(user)).first()
+    if found is None:
+        raise Http404(message)
+    return found
 
 
 def export_get_for_user(user, export_id) -> SegmentExport:
     """An export is private to the user who started it (it holds their scope's members)."""
-    export = SegmentExport.objects.select_related("segment", "snapshot").filter(
-        pk=export_id, created_by_id=getattr(user, "pk", None), segment__in=segments_visible_to(user)).first()
-    if export is None:
-        raise Http404("导出不存在")
-    return export
+    exports = SegmentExport.objects.select_related("segment", "snapshot").filter(created_by_id=getattr(user, "pk", None))
+    return _get_in_visible_segment(user, exports, export_id, "导出不存在")
 
 
 def action_get_for_user(user, action_id) -> SegmentAction:
-    action = SegmentAction.objects.select_related("segment", "created_by").filter(
-        pk=action_id, segment__in=segments_visible_to(user)).first()
-    if action is None:
-        raise Http404("批量操作不存在")
-    return action
+    return _get_in_visible_segment(user, SegmentAction.objects.select_related("segment", "created_by"), action_id,
+                                   "批量操作不存在")
 
 
 def segment_snapshots(segment):
@@ -98,7 +118,8 @@ def segment_rebuilds(segment, limit: int = 20) -> list[SegmentRebuild]:
 
 
 def segment_exports_for_user(user, segment, limit: int = 20) -> list[SegmentExport]:
-    return list(SegmentExport.objects.filter(segment=segment, created_by_id=getattr(user, "pk", None))[:limit])
+    return list(SegmentExport.objects.filter(segment=segment, created_by_id=getattr(user, "pk", None))
+                .select_related("snapshot")[:limit])
 
 
 def segment_actions(segment, limit: int = 20) -> list[SegmentAction]:
@@ -126,23 +147,41 @@ def _tier_labels() -> dict[str, tuple[str, int]]:
             TierDefinition.objects.filter(scheme__active=True).values_list("code", "label", "rank")}
 
 
-def rule_preview(rule, *, principal, sample_size: int = 10, now=None) -> dict:
-    """What the rule matches now within the principal's scope: the count (one query), a sample
-    (largest assets first) and breakdowns by tier and branch (each one GROUP BY query)."""
+def rule_check(rule, *, principal) -> None:
+    """Validate the tree for ``principal``: RuleError with the path of the first bad node, including a nested
+    segment the principal may not open (reported as not existing)."""
+    from segments.rules import RuleError, rule_segment_refs
+
     rule_validate(rule)
+    refs = rule_segment_refs(rule)
+    if not refs:
+        return
+    visible = set(segments_visible_to(principal).filter(pk__in=[ref for _path, ref in refs]).values_list("pk", flat=True))
+    for path, ref in refs:
+        if ref not in visible:
+            raise RuleError(f"{path}.segment", f"客群 {ref} 不存在")
+
+
+def rule_preview(rule, *, principal, sample_size: int = 10, breakdowns: bool = True, now=None) -> dict:
+    """What the rule matches now within the principal's scope: the count (one query), a sample
+    (largest assets first) and breakdowns by tier and branch (each one GROUP BY query). The builder's
+    live preview and ``POST /api/v1/segments/preview/`` (count only) both read this."""
+    rule_check(rule, principal=principal)
     matched = Customer.objects.visible_to(principal).filter(rule_compile(rule, now=now or timezone.now()))
     count = matched.count()
     sample = list(matched.select_related("branch", "advisor").order_by("-total_assets", "pk")[:sample_size]) \
         if count and sample_size else []
+    if not (count and breakdowns):
+        return {"count": count, "sample": sample, "by_tier": [], "by_branch": []}
     labels = _tier_labels()
     by_tier = [{"code": row["tier__code"] or NO_TIER,
                 "label": labels.get(row["tier__code"], (row["tier__code"] or "未分层", 0))[0],
                 "count": row["n"]}
-               for row in matched.order_by().values("tier__code").annotate(n=Count("pk"))] if count else []
+               for row in matched.order_by().values("tier__code").annotate(n=Count("pk"))]
     by_tier.sort(key=lambda r: (labels.get(r["code"], ("", 10**6))[1], r["code"]))
     by_branch = [{"code": row["branch__code"], "name": row["branch__name"], "count": row["n"]}
                  for row in matched.order_by().values("branch__code", "branch__name").annotate(n=Count("pk"))
-                 .order_by("-n", "branch__code")] if count else []
+                 .order_by("-n", "branch__code")]
     return {"count": count, "sample": sample, "by_tier": by_tier, "by_branch": by_branch}
 
 
@@ -180,8 +219,16 @@ def segment_diff(*, principal, segment, left=None, right=None, now=None) -> dict
     return {"joined": joined, "left": gone, "joined_count": joined.count(), "left_count": gone.count()}
 
 
+def segments_size_trends(segment_ids, days: int = 90) -> dict[int, list[tuple]]:
+    """{segment id: [(day, size), …]} of the last ``days`` days (Asia/Shanghai dates), oldest first; one query."""
+    since = timezone.localdate() - timedelta(days=days - 1)
+    trends: dict[int, list[tuple]] = {}
+    for segment_id, day, size in (SegmentSizeDaily.objects.filter(segment_id__in=list(segment_ids), day__gte=since)
+                                  .order_by("segment_id", "day").values_list("segment_id", "day", "size")):
+        trends.setdefault(segment_id, []).append((day, size))
+    return trends
+
+
 def segment_size_trend(segment, days: int = 90) -> list[tuple]:
     """(day, size) of the last ``days`` days (Asia/Shanghai dates), oldest first."""
-    since = timezone.localdate() - timedelta(days=days - 1)
-    return list(SegmentSizeDaily.objects.filter(segment=segment, day__gte=since).order_by("day")
-                .values_list("day", "size"))
+    return segments_size_trends([segment.pk], days=days).get(segment.pk, [])

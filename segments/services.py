@@ -18,9 +18,8 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.models import Role
 from core.services import audit_record
-from customers.models import Customer
 from segments.models import Segment, SegmentAction, SegmentExport, SegmentRebuild, SegmentSizeDaily, SegmentSnapshot
-from segments.rules import RuleError, rule_compile, rule_segment_refs, rule_validate
+from segments.rules import RuleError, rule_segment_refs, rule_sql, rule_validate
 
 logger = logging.getLogger(__name__)
 
@@ -71,33 +70,27 @@ def _clean_description(description) -> str:
 
 
 def _rule_check(rule, *, actor, segment_id: int | None) -> None:
-    """Validate the tree; nested segments must be visible to the actor and must not lead back to
-    ``segment_id`` (a cycle), reported at the path of the offending node."""
-    from segments.selectors import segments_visible_to
+    """Validate the tree (segments.selectors.rule_check: nested segments must be visible to the actor); they
+    must not lead back to ``segment_id`` either (a cycle), reported at the path of the offending node."""
+    from segments.selectors import rule_check
 
-    rule_validate(rule)
+    rule_check(rule, principal=actor)
     refs = rule_segment_refs(rule)
-    if not refs:
+    if not refs or segment_id is None:
         return
-    visible = set(segments_visible_to(actor).filter(pk__in=[r for _, r in refs]).values_list("pk", flat=True))
-    rules = dict(Segment.objects.values_list("pk", "rule"))
-    names = dict(Segment.objects.values_list("pk", "name"))
+    stored = {pk: (name, stored_rule) for pk, name, stored_rule in Segment.objects.values_list("pk", "name", "rule")}
     for path, ref in refs:
-        if ref not in visible:
-            raise RuleError(f"{path}.segment", f"客群 {ref} 不存在")
-        if segment_id is None:
-            continue
         # depth-first through the stored rules of the nested segments
         stack, seen = [(ref, [ref])], set()
         while stack:
             current, trail = stack.pop()
             if current == segment_id:
-                chain = " → ".join(names.get(pk, str(pk)) for pk in [segment_id, *trail])
+                chain = " → ".join(stored.get(pk, (str(pk),))[0] for pk in [segment_id, *trail])
                 raise RuleError(f"{path}.segment", f"客群嵌套形成循环：{chain}")
             if current in seen:
                 continue
             seen.add(current)
-            for _, nested in rule_segment_refs(rules.get(current) or {}):
+            for _, nested in rule_segment_refs(stored.get(current, ("", {}))[1] or {}):
                 stack.append((nested, [*trail, nested]))
 
 
@@ -180,8 +173,7 @@ def _try_lock(segment_id: int) -> bool:
 
 def _apply_diff(*, segment: Segment, rebuild: SegmentRebuild, now) -> tuple[int, int, int]:
     """One statement: insert joiners, delete leavers, record both; returns (added, removed, size)."""
-    matched_sql, matched_params = (Customer.objects.filter(rule_compile(segment.rule, now=now)).order_by()
-                                   .values("id").query.sql_with_params())
+    matched_sql, matched_params = rule_sql(segment.rule, now=now)
     with connection.cursor() as cur:
         cur.execute(f"""
             WITH matched AS ({matched_sql}),
@@ -249,6 +241,20 @@ def segment_rebuild(*, segment_id, requested_by="") -> SegmentRebuild:
                                              duration_ms=int((time.monotonic() - started) * 1000))
 
 
+@transaction.atomic
+def segment_rebuild_request(*, actor, segment) -> None:
+    """立即重算: queue a rebuild of a segment the actor may open (audited); an archived one is no longer rebuilt."""
+    from segments.selectors import segment_get_for_user
+
+    _check_actor(actor)
+    segment = segment_get_for_user(actor, segment.pk)
+    if segment.archived:
+        raise ApplicationError("segment_archived", "已归档的客群不再重算")
+    audit_record(actor=actor, action="segment.rebuild", target_type="segment", target_id=segment.pk,
+                 details={"name": segment.name})
+    _enqueue_rebuild(segment, actor.get_username())
+
+
 def segments_rebuild_order(segments=None) -> list[int]:
     """Ids of active segments, each nested segment before the segments that use it (topological);
     a cycle (refused on save, so only possible through direct DB edits) is broken arbitrarily."""
@@ -296,8 +302,7 @@ def snapshot_create(*, actor, segment, name) -> SegmentSnapshot:
     rule_validate(segment.rule)
     now = timezone.now()
     snapshot = SegmentSnapshot.objects.create(segment=segment, name=name, rule=segment.rule, created_by=actor)
-    matched_sql, matched_params = (Customer.objects.filter(rule_compile(segment.rule, now=now)).order_by()
-                                   .values("id").query.sql_with_params())
+    matched_sql, matched_params = rule_sql(segment.rule, now=now)
     with connection.cursor() as cur:
         cur.execute(f"""
             INSERT INTO segments_segmentsnapshotmember (snapshot_id, customer_id)

@@ -36,6 +36,3 @@ def action_run(self, action_id: int) -> str:
     from segments.services import action_run as run
 
     return run(action_id=action_id).status
-
-
-segment_rebuild_task = rebuild  # the name the detail page's 重算 button looks up

@@ -7,13 +7,10 @@ What a viewer sees of a segment — counts, samples, members — is cut to their
 """
 
 import json
-from decimal import InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import DataError, transaction
-from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -21,11 +18,9 @@ from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
 from core.navigation import user_may_use
-from core.scoping import scope_for
-from segments import builder
+from segments import builder, selectors, services
 from segments import rules as rule_lang
 from segments.forms import SegmentForm
-from segments.models import SegmentRebuild
 
 EXAMPLE_RULE = {"op": "and", "rules": [{"type": "attribute", "field": "risk_level", "op": "in", "value": ["C4", "C5"]}]}
 PREVIEW_SAMPLE = 10
@@ -36,36 +31,15 @@ def require_segments(user) -> None:
         raise Http404("segments are not available for this role")
 
 
-def _selectors():
-    from segments import selectors
-
-    return selectors
-
-
-def _services():
-    from segments import services
-
-    return services
-
-
 # --- list ---------------------------------------------------------------------------------------
 
 @login_required
 def segment_list(request):
     require_segments(request.user)
     archived = request.GET.get("archived") == "1"
-    scope_q = scope_for(request.user).customer_q("members__customer__")
-    latest = SegmentRebuild.objects.filter(segment=OuterRef("pk")).order_by("-started_at", "-pk")
-    segments = list(
-        _selectors().segments_visible_to(request.user).filter(archived=archived).select_related("branch")
-        .annotate(visible_count=Count("members", filter=scope_q, distinct=True),
-                  last_rebuild_at=Subquery(latest.values("started_at")[:1]),
-                  last_rebuild_ms=Subquery(latest.values("duration_ms")[:1]),
-                  last_rebuild_status=Subquery(latest.values("status")[:1]))
-        .order_by("-updated_at", "-pk")[:200])
+    segments = selectors.segment_list(request.user, archived=archived)
     for segment in segments:
-        trend = _selectors().segment_size_trend(segment, days=30)
-        segment.sparkline = json.dumps([size for _day, size in trend])
+        segment.sparkline = json.dumps([size for _day, size in segment.size_trend])
     return render(request, "segments/list.html", {"segments": segments, "archived": archived})
 
 
@@ -90,10 +64,7 @@ def _preview(rule: dict, user) -> dict:
     if builder.is_group(rule) and not rule.get("rules"):
         return {"empty": True}
     try:
-        with transaction.atomic():  # a value the database refuses (out of range) rolls back only this
-            result = _selectors().rule_preview(rule, principal=user, sample_size=PREVIEW_SAMPLE)
-    except (ValueError, OverflowError, InvalidOperation, DataError) as exc:
-        return {"error": _("规则中的数值超出范围：%(e)s") % {"e": exc}, "error_path": "$"}
+        result = selectors.rule_preview(rule, principal=user, sample_size=PREVIEW_SAMPLE)
     except rule_lang.RuleError as exc:
         return {"error": exc.details[0]["message"] if exc.details else exc.message, "error_path": exc.path}
     except ApplicationError as exc:
@@ -127,12 +98,12 @@ def builder_update(request):
     operation, _sep, path = (request.POST.get("op") or "").partition("|")
     if operation and not error:
         try:
-            tree = builder.apply_operation(tree, operation, path or "$", principal=request.user)
+            tree = builder.apply_operation(tree, operation, path or "$")
         except builder.BuilderError as exc:
             error = str(exc)
     segment = None
     if (request.POST.get("segment_id") or "").isdigit():
-        segment = _selectors().segment_get_for_user(request.user, int(request.POST["segment_id"]))
+        segment = selectors.segment_get_for_user(request.user, int(request.POST["segment_id"]))
     context = _builder_context(request, tree=tree, segment=segment, error=error)
     return render(request, "segments/partials/builder_response.html", context, status=400 if error else 200)
 
@@ -144,14 +115,13 @@ def _save(request, segment=None):
         context = _builder_context(request, tree=tree, segment=segment, error=error, form=form)
         return render(request, "segments/builder.html", context, status=400)
     try:
-        rule_lang.rule_validate(tree)
         if segment is None:
-            branch = request.user.branch if scope_for(request.user).branch_id else None
-            segment = _services().segment_create(actor=request.user, name=form.cleaned_data["name"], rule=tree,
-                                                 description=form.cleaned_data["description"], branch=branch)
+            # a branch manager's segment belongs to their branch (the service decides), anyone else's is firm-wide
+            segment = services.segment_create(actor=request.user, name=form.cleaned_data["name"], rule=tree,
+                                              description=form.cleaned_data["description"])
         else:
-            _services().segment_update(actor=request.user, segment=segment, name=form.cleaned_data["name"], rule=tree,
-                                       description=form.cleaned_data["description"])
+            services.segment_update(actor=request.user, segment=segment, name=form.cleaned_data["name"], rule=tree,
+                                    description=form.cleaned_data["description"])
     except rule_lang.RuleError as exc:
         context = _builder_context(request, tree=tree, segment=segment, form=form, error_path=exc.path,
                                    error=_("规则有误，未保存：%(m)s") % {"m": exc.message})
@@ -178,7 +148,7 @@ def segment_create(request):
 @login_required
 def segment_edit(request, segment_id: int):
     require_segments(request.user)
-    segment = _selectors().segment_get_for_user(request.user, segment_id)
+    segment = selectors.segment_get_for_user(request.user, segment_id)
     if request.method == "POST":
         return _save(request, segment)
     return render(request, "segments/builder.html", _builder_context(request, tree=segment.rule, segment=segment))

@@ -7,8 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
-from django.db.models import F
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -16,17 +14,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
-from segments import builder
+from segments import builder, selectors, services
 from segments.forms import ActionForm, ExportForm, SnapshotForm
-from segments.models import SegmentRebuild, SegmentSnapshot
-from segments.views import _selectors, _services, require_segments
+from segments.views import require_segments
 
 MEMBERS_PER_PAGE = 20
 
 
 def _segment(request, segment_id: int):
     require_segments(request.user)
-    return _selectors().segment_get_for_user(request.user, segment_id)
+    return selectors.segment_get_for_user(request.user, segment_id)
 
 
 def _duration(ms) -> str:
@@ -36,30 +33,26 @@ def _duration(ms) -> str:
 
 
 def _members_page(request, segment):
-    from tagging.models import TierDefinition
+    from tagging.tiers import annotate_tier
 
-    members = (_selectors().segment_members(segment, principal=request.user)
-               .select_related("branch", "advisor").annotate(tier_code=F("tier__code")).order_by("id"))
-    page = Paginator(members, MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
-    labels = dict(TierDefinition.objects.filter(scheme__active=True).values_list("code", "label"))
-    for customer in page.object_list:
-        customer.tier_label = labels.get(customer.tier_code, customer.tier_code or "")
-    return page
+    members = annotate_tier(selectors.segment_members(segment, principal=request.user)
+                            .select_related("branch", "advisor")).order_by("id")
+    return Paginator(members, MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
 
 
 def detail_context(request, segment, **extra) -> dict:
-    rebuilds = list(SegmentRebuild.objects.filter(segment=segment).order_by("-started_at", "-pk")[:20])
+    rebuilds = selectors.segment_rebuilds(segment)
     for rebuild in rebuilds:
         rebuild.duration_label = _duration(rebuild.duration_ms)
-    snapshots = list(SegmentSnapshot.objects.filter(segment=segment).order_by("-created_at", "-pk"))
-    trend = _selectors().segment_size_trend(segment, days=90)
+    snapshots = list(selectors.segment_snapshots(segment))
+    trend = selectors.segment_size_trend(segment, days=90)
     return {
         "segment": segment, "summary": builder.rule_summary(segment.rule),
         "rule_json": json.dumps(segment.rule, ensure_ascii=False, indent=2),
         "members": _members_page(request, segment), "rebuilds": rebuilds, "snapshots": snapshots,
         "trend": json.dumps({"days": [d.isoformat() for d, _s in trend], "sizes": [s for _d, s in trend]}),
-        "exports": _selectors().segment_exports_for_user(request.user, segment),
-        "actions": _selectors().segment_actions(segment),
+        "exports": selectors.segment_exports_for_user(request.user, segment),
+        "actions": selectors.segment_actions(segment),
         "snapshot_form": extra.pop("snapshot_form", None) or SnapshotForm(),
         "export_form": extra.pop("export_form", None) or ExportForm(snapshots=snapshots),
         "action_form": extra.pop("action_form", None) or ActionForm(user=request.user),
@@ -94,11 +87,12 @@ def _form_errors(form, exc) -> None:
 @require_POST
 def segment_rebuild(request, segment_id: int):
     segment = _segment(request, segment_id)
-    from segments import tasks
-
-    requested_by = request.user.get_username()
-    transaction.on_commit(lambda: tasks.rebuild.delay(segment.pk, requested_by))
-    messages.info(request, _("已提交重算，完成后刷新页面查看结果"))
+    try:
+        services.segment_rebuild_request(actor=request.user, segment=segment)
+    except (ApplicationError, PermissionDenied) as exc:
+        messages.error(request, _error_message(exc))
+    else:
+        messages.info(request, _("已提交重算，完成后刷新页面查看结果"))
     return redirect("segments:detail", segment_id=segment.pk)
 
 
@@ -109,7 +103,7 @@ def snapshot_create(request, segment_id: int):
     form = SnapshotForm(request.POST)
     if form.is_valid():
         try:
-            snapshot = _services().snapshot_create(actor=request.user, segment=segment, name=form.cleaned_data["name"])
+            snapshot = services.snapshot_create(actor=request.user, segment=segment, name=form.cleaned_data["name"])
         except (ApplicationError, PermissionDenied) as exc:
             form.add_error("name", _error_message(exc))
         else:
@@ -118,12 +112,11 @@ def snapshot_create(request, segment_id: int):
     return render(request, "segments/detail.html", detail_context(request, segment, snapshot_form=form), status=400)
 
 
-def _diff_side(segment, raw: str | None):
+def _diff_side(snapshots, raw: str | None):
+    """A side of the diff: None for the live rule, else one of the segment's ``snapshots`` (404 otherwise)."""
     if raw in (None, "", "live"):
         return None
-    if not str(raw).isdigit():
-        raise Http404("bad snapshot")
-    snapshot = SegmentSnapshot.objects.filter(segment=segment, pk=int(raw)).first()
+    snapshot = next((s for s in snapshots if str(s.pk) == raw), None)
     if snapshot is None:
         raise Http404("snapshot not in this segment")
     return snapshot
@@ -132,11 +125,11 @@ def _diff_side(segment, raw: str | None):
 @login_required
 def segment_diff(request, segment_id: int):
     segment = _segment(request, segment_id)
-    snapshots = list(SegmentSnapshot.objects.filter(segment=segment).order_by("-created_at", "-pk"))
+    snapshots = list(selectors.segment_snapshots(segment))
     default_left = str(snapshots[0].pk) if snapshots else "live"
     left_raw, right_raw = request.GET.get("left", default_left), request.GET.get("right", "live")
-    left, right = _diff_side(segment, left_raw), _diff_side(segment, right_raw)
-    diff = _selectors().segment_diff(principal=request.user, segment=segment, left=left, right=right)
+    left, right = _diff_side(snapshots, left_raw), _diff_side(snapshots, right_raw)
+    diff = selectors.segment_diff(principal=request.user, segment=segment, left=left, right=right)
     return render(request, "segments/diff.html", {
         "segment": segment, "snapshots": snapshots, "left": left_raw, "right": right_raw,
         "left_obj": left, "right_obj": right, "diff": diff,
@@ -148,12 +141,12 @@ def segment_diff(request, segment_id: int):
 @require_POST
 def export_create(request, segment_id: int):
     segment = _segment(request, segment_id)
-    snapshots = list(SegmentSnapshot.objects.filter(segment=segment))
+    snapshots = list(selectors.segment_snapshots(segment))
     form = ExportForm(request.POST, snapshots=snapshots)
     if form.is_valid():
         snapshot = next((s for s in snapshots if s.pk == form.cleaned_data["snapshot"]), None)
         try:
-            _services().export_start(actor=request.user, segment=segment, snapshot=snapshot,
+            services.export_start(actor=request.user, segment=segment, snapshot=snapshot,
                                      format=form.cleaned_data["format"])
         except (ApplicationError, PermissionDenied) as exc:
             _form_errors(form, exc)
@@ -161,13 +154,13 @@ def export_create(request, segment_id: int):
             if request.headers.get("HX-Request"):
                 return render(request, "segments/partials/exports.html",
                               {"segment": segment, "export_form": ExportForm(snapshots=snapshots),
-                               "exports": _selectors().segment_exports_for_user(request.user, segment)})
+                               "exports": selectors.segment_exports_for_user(request.user, segment)})
             messages.success(request, _("已开始导出"))
             return redirect("segments:detail", segment_id=segment.pk)
     if request.headers.get("HX-Request"):
         return render(request, "segments/partials/exports.html",
                       {"segment": segment, "export_form": form,
-                       "exports": _selectors().segment_exports_for_user(request.user, segment)},
+                       "exports": selectors.segment_exports_for_user(request.user, segment)},
                       status=400)
     return render(request, "segments/detail.html", detail_context(request, segment, export_form=form), status=400)
 
@@ -176,14 +169,14 @@ def export_create(request, segment_id: int):
 @login_required
 def export_status(request, export_id: int):
     require_segments(request.user)
-    export = _selectors().export_get_for_user(request.user, export_id)  # the exporter's own, 404 otherwise
+    export = selectors.export_get_for_user(request.user, export_id)  # the exporter's own, 404 otherwise
     return render(request, "segments/partials/export_row.html", {"export": export, "segment": export.segment})
 
 
 @login_required
 def export_download(request, export_id: int):
     require_segments(request.user)
-    return _services().export_file_for_user(request.user, export_id)
+    return services.export_file_for_user(request.user, export_id)
 
 
 @login_required
@@ -193,7 +186,7 @@ def action_create(request, segment_id: int):
     form = ActionForm(request.POST, user=request.user)
     if form.is_valid():
         try:
-            _services().action_start(actor=request.user, segment=segment, kind=form.cleaned_data["kind"],
+            services.action_start(actor=request.user, segment=segment, kind=form.cleaned_data["kind"],
                                      params=form.params())
         except (ApplicationError, PermissionDenied) as exc:
             _form_errors(form, exc)
@@ -207,7 +200,7 @@ def action_create(request, segment_id: int):
 @login_required
 def action_status(request, segment_action_id: int):
     require_segments(request.user)
-    action = _selectors().action_get_for_user(request.user, segment_action_id)
+    action = selectors.action_get_for_user(request.user, segment_action_id)
     return render(request, "segments/partials/action_row.html", {"action": action})
 
 
@@ -216,7 +209,7 @@ def action_status(request, segment_action_id: int):
 def segment_archive(request, segment_id: int):
     segment = _segment(request, segment_id)
     try:
-        _services().segment_archive(actor=request.user, segment=segment)
+        services.segment_archive(actor=request.user, segment=segment)
     except (ApplicationError, PermissionDenied) as exc:
         messages.error(request, _error_message(exc))
         return redirect("segments:detail", segment_id=segment.pk)

@@ -2,18 +2,14 @@
 client's branch scope (a branch-bound client sees firm-wide segments and its branch's; another branch's
 segment is 404)."""
 
-from decimal import InvalidOperation
 from urllib.parse import urlencode
 
-from django.db import DataError, transaction
-from django.db.models import Count, Exists, OuterRef
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from core.errors import ApplicationError
-from core.scoping import scope_for
 from integrations.api import selectors
 from integrations.api.base import ApiView
 from integrations.api.serializers import CustomerOutputSerializer
@@ -24,26 +20,6 @@ from integrations.api.serializers_segments import (
 )
 from integrations.models import ApiScope
 from segments import selectors as segment_selectors
-from segments.models import SegmentMember
-from segments.rules import RuleError, rule_compile, rule_segment_refs, rule_validate
-
-
-def _rule_count(rule, *, customers, principal) -> int:
-    """Count of ``customers`` matching ``rule``; nested segments must be ones the principal may see."""
-    rule_validate(rule)
-    refs = rule_segment_refs(rule)
-    if refs:
-        visible = set(segment_selectors.segments_visible_to(principal).filter(pk__in=[r for _p, r in refs])
-                      .values_list("pk", flat=True))
-        for path, ref in refs:
-            if ref not in visible:
-                raise RuleError(f"{path}.segment", f"客群 {ref} 不存在")
-    try:
-        with transaction.atomic():
-            return customers.filter(rule_compile(rule)).count()
-    except (ValueError, OverflowError, InvalidOperation, DataError) as exc:
-        raise ApplicationError("invalid_rule", f"规则中的数值超出范围：{exc}",
-                               [{"path": "$", "message": "数值超出范围"}]) from None
 
 
 class SegmentPreviewApi(ApiView):
@@ -61,8 +37,8 @@ class SegmentPreviewApi(ApiView):
         if extra:
             raise ApplicationError("invalid", "未知字段",
                                    [{"field": k, "message": "未知字段", "code": "unknown_field"} for k in extra])
-        count = _rule_count(data["rule"], customers=self.customers_visible(), principal=self.client)
-        return Response({"count": count})
+        preview = segment_selectors.rule_preview(data["rule"], principal=self.client, sample_size=0, breakdowns=False)
+        return Response({"count": preview["count"]})
 
 
 class SegmentListApi(ApiView):
@@ -71,9 +47,7 @@ class SegmentListApi(ApiView):
     @extend_schema(responses={200: inline_serializer("SegmentList", {"results": SegmentOutputSerializer(many=True)})},
                    operation_id="segments_list", summary="客群列表（未归档；人数为本客户端范围内的成员数）")
     def get(self, request):
-        scope_q = scope_for(self.client).customer_q("members__customer__")
-        segments = (segment_selectors.segments_visible_to(self.client).filter(archived=False).select_related("branch")
-                    .annotate(visible_count=Count("members", filter=scope_q, distinct=True)).order_by("pk"))
+        segments = segment_selectors.segments_with_member_counts(self.client).order_by("pk")
         return Response({"results": SegmentOutputSerializer(segments, many=True).data})
 
 
@@ -92,8 +66,7 @@ class SegmentMembersApi(ApiView):
         segment = segment_selectors.segment_get_for_user(self.client, segment_id)
         params = selectors.api_list_params(request.query_params)
         params["filters"] = {}  # members are the filter; the customer list's filters do not apply here
-        members = self.customers_visible().filter(
-            Exists(SegmentMember.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk"))))
+        members = segment_selectors.segment_members(segment, principal=self.client)
         rows, after = selectors.customer_api_page(customers=members, params=params)
         next_url = None
         if after is not None:

@@ -82,3 +82,12 @@ def test_list_and_members_are_scoped(make_api_client, people, branches):
     assert bj_row["mobile_masked"] == "139****0001" and "mobile" not in bj_row
     assert firm_client.get("/api/v1/segments/999999/members/").status_code == 404
     assert firm_client.get(f"/api/v1/segments/{firm.pk}/members/", {"cursor": "bad"}).status_code == 400
+
+
+def test_preview_refuses_a_nested_segment_of_another_branch(make_api_client, people, branches):
+    bj_only = Segment.objects.create(name="北京", rule=C45, branch=branches["BJ01"])
+    _c, sh = make_api_client(name="sh", branch_code="SH01")
+    response = sh.post("/api/v1/segments/preview/", {"rule": {"op": "and", "rules": [
+        {"type": "segment", "op": "in", "segment": bj_only.pk}]}})
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["path"] == "$.rules[0].segment"

@@ -59,3 +59,33 @@ def test_attribute_amount_and_not(advisor, other_branch_advisor):
     assert set(rule_queryset(rule, principal=advisor)) == {rich}
     negated = {**rule, "not": True}
     assert rich not in set(rule_queryset(negated))
+
+
+@pytest.mark.parametrize("node, path", [
+    ({"type": "attribute", "field": "age", "op": "gte", "value": 10**9}, "$.rules[0].value"),
+    ({"type": "attribute", "field": "age", "op": "between", "value": [20, 1000]}, "$.rules[0].value[1]"),
+    ({"type": "attribute", "field": "age", "op": "lt", "value": -1}, "$.rules[0].value"),
+    ({"type": "attribute", "field": "opened_days_ago", "op": "lte", "value": 10**7}, "$.rules[0].value"),
+    ({"type": "attribute", "field": "total_assets", "op": "gte", "value": "1e99999"}, "$.rules[0].value"),
+    ({"type": "attribute", "field": "total_assets", "op": "gte", "value": "NaN"}, "$.rules[0].value"),
+    ({"type": "attribute", "field": "total_assets", "op": "between", "value": [0, "Infinity"]}, "$.rules[0].value[1]"),
+    ({"type": "trades", "measure": "amount", "op": "gte", "value": 10**20, "within_days": 7}, "$.rules[0].value"),
+    ({"type": "attribute", "field": "region", "op": "eq", "value": "北\x00京"}, "$.rules[0].value"),
+    ({"type": "events", "event_type": "x", "op": "gte", "value": 1, "within_days": 7, "properties": {"a\x00": "b"}},
+     "$.rules[0].properties"),
+])
+def test_values_the_database_cannot_take_are_refused_when_validated(node, path):
+    """Bounded here, so a saved segment can never fail its rebuild on a value (a year before 1, a NUL, …)."""
+    rule = {"op": "and", "rules": [node]}
+    with pytest.raises(RuleError) as err:
+        rule_validate(rule)
+    assert err.value.path == path
+
+
+def test_bounds_still_let_real_ages_and_days_through(advisor):
+    from datetime import date
+
+    old = CustomerFactory(advisor=advisor, birth_date=date(1900, 1, 1), opened_at=date(1930, 1, 1))
+    assert list(rule_queryset({"op": "and", "rules": [
+        {"type": "attribute", "field": "age", "op": "between", "value": [100, 150]},
+        {"type": "attribute", "field": "opened_days_ago", "op": "gte", "value": 30000}]})) == [old]

@@ -266,3 +266,10 @@ def test_snapshots_freeze_members_and_diff_against_live_and_each_other(operator,
     assert set(backwards["joined"]) == set(between["left"])
     assert segment_diff(principal=operator, segment=segment, left=second)["joined_count"] == 0
     assert set(snapshot_members(first, principal=branch_manager)) == {people["bj_rich"], people["bj_rich2"]}
+
+
+def test_a_rule_that_could_never_be_rebuilt_is_not_saved(operator):
+    with pytest.raises(RuleError) as err:
+        segment_create(actor=operator, name="千岁", rule={"op": "and", "rules": [
+            {"type": "attribute", "field": "age", "op": "gte", "value": 10**9}]})
+    assert err.value.path == "$.rules[0].value" and not Segment.objects.exists()

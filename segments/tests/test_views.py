@@ -254,3 +254,87 @@ def test_export_status_and_download_are_the_exporters_own(client, operator, hq_m
     response = client.get(reverse("segments:export_status", args=[export.pk]))
     assert response.status_code == 200 and 'hx-trigger="every 1s"' in response.content.decode()
     assert client.get(reverse("segments:export_download", args=[export.pk])).status_code == 404  # not done yet
+
+
+# --- a fixed number of queries per page, whatever the number of rows -------------------------------------
+
+def _segments_with_history(n, branch=None):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from segments.models import SegmentRebuild, SegmentSizeDaily
+
+    today = timezone.localdate()
+    made = []
+    for i in range(n):
+        segment = _segment(name=f"客群{i}", branch=branch, member_count=i, rebuilt_at=timezone.now())
+        SegmentRebuild.objects.create(segment=segment, status="done", size=i, duration_ms=5)
+        for days in range(3):
+            SegmentSizeDaily.objects.create(segment=segment, day=today - timedelta(days=days), size=i + days)
+        made.append(segment)
+    return made
+
+
+def test_list_page_queries_do_not_grow_with_the_segments(client, operator, django_assert_max_num_queries):
+    _segments_with_history(2)
+    client.force_login(operator)
+    with django_assert_max_num_queries(12) as few:
+        client.get(reverse("segments:list"))
+    _segments_with_history(8)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        html = client.get(reverse("segments:list")).content.decode()
+    assert html.count('data-testid="segment-row"') == 10
+    row = html.split('data-testid="segment-row"')[1]
+    assert 'data-values="[' in row and "5 ms" in row  # sparkline and the latest rebuild's duration
+
+
+def test_detail_page_queries_do_not_grow_with_exports_actions_and_members(client, operator, people,
+                                                                          django_assert_max_num_queries):
+    from segments.services import segment_rebuild
+
+    def grow(segment, n):
+        for i in range(n):
+            snapshot = SegmentSnapshot.objects.create(segment=segment, name=f"快照{i}", rule=C45, created_by=operator)
+            SegmentExport.objects.create(segment=segment, snapshot=snapshot, created_by=operator)
+            SegmentAction.objects.create(segment=segment, kind="tag_add", params={"tag": "margin_intent"},
+                                         created_by=operator)
+            CustomerFactory(advisor=people["bj_c4"].advisor, risk_level="C5")
+        segment_rebuild(segment_id=segment.pk)
+
+    segment = _segment()
+    grow(segment, 1)
+    client.force_login(operator)
+    url = reverse("segments:detail", args=[segment.pk])
+    with django_assert_max_num_queries(25) as few:
+        client.get(url)
+    grow(segment, 6)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        html = client.get(url).content.decode()
+    assert html.count('data-testid="export-row"') == 7 and "快照5" in html
+    assert html.count('data-testid="action-row"') == 7 and html.count('data-testid="member-row"') == 9
+
+
+# --- 立即重算 ------------------------------------------------------------------------------------------
+
+def test_rebuild_button_queues_a_rebuild_and_audits_it(client, operator, django_capture_on_commit_callbacks):
+    segment = _segment()
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(reverse("segments:rebuild", args=[segment.pk]))
+    assert response.status_code == 302 and len(queued) == 1
+    assert AuditLog.objects.filter(action="segment.rebuild", actor=operator, target_id=str(segment.pk)).exists()
+
+    archived = _segment(name="旧客群", archived=True)
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(reverse("segments:rebuild", args=[archived.pk]), follow=True)
+    assert not queued and "已归档的客群不再重算" in response.content.decode()
+    assert not AuditLog.objects.filter(action="segment.rebuild", target_id=str(archived.pk)).exists()
+
+
+def test_builder_preview_refuses_a_nested_segment_outside_the_viewers_branch(client, branch_manager, people):
+    sh_only = _segment(name="上海专属客群", branch=people["sh_c5"].branch)
+    client.force_login(branch_manager)
+    rule = {"op": "and", "rules": [{"type": "segment", "op": "in", "segment": sh_only.pk}]}
+    html = _builder_post(client, rule).content.decode()
+    assert 'data-testid="preview-error-path">$.rules[0].segment<' in html and "data-count=" not in html
