@@ -64,8 +64,8 @@ class ActionForm(_Styled, forms.Form):
     tag = forms.ChoiceField(label=_("标签"), required=False)
     title = forms.CharField(label=_("任务内容"), max_length=200, required=False)
     due_days = forms.IntegerField(label=_("几天内完成"), min_value=1, max_value=30, required=False, initial=3)
-    journey = forms.TypedChoiceField(label=_("SOP 旅程"), coerce=int, empty_value=None, required=False)
-    group = forms.TypedChoiceField(label=_("客户群"), coerce=int, empty_value=None, required=False)
+    journey_id = forms.TypedChoiceField(label=_("SOP 旅程"), coerce=int, empty_value=None, required=False)
+    group_id = forms.TypedChoiceField(label=_("客户群"), coerce=int, empty_value=None, required=False)
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -80,21 +80,21 @@ class ActionForm(_Styled, forms.Form):
             from django.apps import apps
 
             journey = apps.get_model("sop", "Journey")
-            self.fields["journey"].choices = [("", _("选择旅程"))] + [
-                (j.pk, j.name) for j in journey.objects.exclude(status="archived").order_by("name")[:500]]
+            self.fields["journey_id"].choices = [("", _("选择旅程"))] + [  # only a running journey takes clients
+                (j.pk, j.name) for j in journey.objects.filter(status="live").order_by("name")[:500]]
         if SegmentAction.Kind.GROUP_INVITE in kinds:
             from django.apps import apps
 
             group = apps.get_model("groups", "GroupChat")
             qs = group.objects.visible_to(user) if user is not None else group.objects.none()
-            self.fields["group"].choices = [("", _("选择客户群"))] + [(g.pk, g.name) for g in qs.order_by("name")[:500]]
+            self.fields["group_id"].choices = [("", _("选择客户群"))] + [(g.pk, g.name) for g in qs.order_by("name")[:500]]
         self._style()
 
     def clean(self):
         data = super().clean()
         kind = data.get("kind")
         required = {"tag_add": ["tag"], "tag_remove": ["tag"], "tasks": ["title", "due_days"],
-                    "sop_enroll": ["journey"], "group_invite": ["group"]}.get(kind, [])
+                    "sop_enroll": ["journey_id"], "group_invite": ["group_id"]}.get(kind, [])
         for name in required:
             if data.get(name) in (None, ""):
                 self.add_error(name, _("必填"))
@@ -106,8 +106,7 @@ class ActionForm(_Styled, forms.Form):
             return {"tag": data["tag"]}
         if kind == "tasks":
             return {"title": data["title"], "due_days": data["due_days"]}
-        if kind == "sop_enroll":
-            return {"journey": data["journey"]}
-        if kind == "group_invite":
-            return {"group": data["group"]}
+        if kind in ("sop_enroll", "group_invite"):  # the names the SOP and groups handlers take
+            field = "journey_id" if kind == "sop_enroll" else "group_id"
+            return {field: data[field]}
         return {}

@@ -10,7 +10,6 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -126,8 +125,8 @@ def _save(request, segment=None):
         context = _builder_context(request, tree=tree, segment=segment, form=form, error_path=exc.path,
                                    error=_("规则有误，未保存：%(m)s") % {"m": exc.message})
         return render(request, "segments/builder.html", context, status=400)
-    except (ApplicationError, PermissionDenied) as exc:
-        message = getattr(exc, "message", None) or _("没有权限保存这个客群")
+    except ApplicationError as exc:
+        message = exc.message
         for detail in getattr(exc, "details", None) or []:
             if isinstance(detail, dict) and detail.get("field") in form.fields:
                 form.add_error(detail["field"], detail.get("message") or message)

@@ -5,7 +5,6 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -14,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
+from core.forms import form_add_application_error
 from segments import builder, selectors, services
 from segments.forms import ActionForm, ExportForm, SnapshotForm
 from segments.views import require_segments
@@ -67,30 +67,14 @@ def segment_detail(request, segment_id: int):
     return render(request, "segments/detail.html", detail_context(request, segment))
 
 
-def _error_message(exc) -> str:
-    return getattr(exc, "message", None) or _("没有权限执行这个操作")
-
-
-def _form_errors(form, exc) -> None:
-    """Put a service's error on the field it names (``params.tag`` → ``tag``), else on the form."""
-    placed = False
-    for detail in getattr(exc, "details", None) or []:
-        field = str(detail.get("field") or "").removeprefix("params.") if isinstance(detail, dict) else ""
-        if field in form.fields:
-            form.add_error(field, detail.get("message") or _error_message(exc))
-            placed = True
-    if not placed:
-        form.add_error(None, _error_message(exc))
-
-
 @login_required
 @require_POST
 def segment_rebuild(request, segment_id: int):
     segment = _segment(request, segment_id)
     try:
         services.segment_rebuild_request(actor=request.user, segment=segment)
-    except (ApplicationError, PermissionDenied) as exc:
-        messages.error(request, _error_message(exc))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
     else:
         messages.info(request, _("已提交重算，完成后刷新页面查看结果"))
     return redirect("segments:detail", segment_id=segment.pk)
@@ -104,8 +88,8 @@ def snapshot_create(request, segment_id: int):
     if form.is_valid():
         try:
             snapshot = services.snapshot_create(actor=request.user, segment=segment, name=form.cleaned_data["name"])
-        except (ApplicationError, PermissionDenied) as exc:
-            form.add_error("name", _error_message(exc))
+        except ApplicationError as exc:
+            form.add_error("name", exc.message)
         else:
             messages.success(request, _("已冻结快照「%(n)s」，共 %(c)s 人") % {"n": snapshot.name, "c": snapshot.size})
             return redirect("segments:detail", segment_id=segment.pk)
@@ -148,8 +132,8 @@ def export_create(request, segment_id: int):
         try:
             services.export_start(actor=request.user, segment=segment, snapshot=snapshot,
                                      format=form.cleaned_data["format"])
-        except (ApplicationError, PermissionDenied) as exc:
-            _form_errors(form, exc)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc, field_prefix="params.")
         else:
             if request.headers.get("HX-Request"):
                 return render(request, "segments/partials/exports.html",
@@ -188,8 +172,8 @@ def action_create(request, segment_id: int):
         try:
             services.action_start(actor=request.user, segment=segment, kind=form.cleaned_data["kind"],
                                      params=form.params())
-        except (ApplicationError, PermissionDenied) as exc:
-            _form_errors(form, exc)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc, field_prefix="params.")
         else:
             messages.success(request, _("已提交批量操作"))
             return redirect("segments:detail", segment_id=segment.pk)
@@ -210,8 +194,8 @@ def segment_archive(request, segment_id: int):
     segment = _segment(request, segment_id)
     try:
         services.segment_archive(actor=request.user, segment=segment)
-    except (ApplicationError, PermissionDenied) as exc:
-        messages.error(request, _error_message(exc))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
         return redirect("segments:detail", segment_id=segment.pk)
     messages.success(request, _("客群「%(n)s」已归档") % {"n": segment.name})
     return redirect("segments:list")

@@ -80,3 +80,29 @@ def test_a_segment_bulk_action_enrolls_its_members(sop_kit, client_of, operator)
     action.refresh_from_db()
     assert action.status == "done", action.error
     assert list(Enrollment.objects.values_list("customer_id", flat=True)) == [rich.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_segment_page_enrolls_its_members_in_a_running_journey(client, sop_kit, client_of, operator,
+                                                                   celery_worker):
+    import time
+
+    from segments.models import SegmentAction
+    from segments.services import segment_create, segment_rebuild
+
+    journey = sop_kit["publish"]([{"id": "a", "type": "task", "title": "x", "due_hours": 4}], name="高净值关怀")
+    rich = client_of(1, total_assets=900000)
+    segment = segment_create(actor=operator, name="高净值", rule={"type": "attribute", "field": "total_assets",
+                                                                "op": "gte", "value": 500000})
+    segment_rebuild(segment_id=segment.pk)
+    client.force_login(operator)
+    page = client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "高净值关怀" in page  # the running journey is offered
+    response = client.post(f"/segments/{segment.pk}/actions/", {"kind": "sop_enroll", "journey_id": journey.pk})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    deadline = time.monotonic() + 30
+    while SegmentAction.objects.get().status in ("pending", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    action = SegmentAction.objects.get()
+    assert (action.status, action.affected) == ("done", 1), action.error
+    assert list(Enrollment.objects.values_list("customer_id", flat=True)) == [rich.pk]
