@@ -65,6 +65,18 @@ class CustomerBulkUpsertApi(ApiView):
         return Response(ingest.customers_upsert(client=self.client, rows=rows))
 
 
+
+def customer_page_response(request, *, customers, params) -> Response:
+    """One keyset page of customers with the ``next`` link (same query, new cursor) — every customer list
+    of the API answers this way (customers, segment members)."""
+    rows, after = selectors.customer_api_page(customers=customers, params=params)
+    next_url = None
+    if after is not None:
+        query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        query["cursor"] = selectors.cursor_encode(*after)
+        next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query)
+    return Response({"next": next_url, "results": CustomerOutputSerializer(rows, many=True).data})
+
 class CustomerListApi(ApiView):
     required_scopes = [ApiScope.CUSTOMERS_READ]
 
@@ -82,14 +94,8 @@ class CustomerListApi(ApiView):
             "next": serializers.URLField(allow_null=True), "results": CustomerOutputSerializer(many=True)})},
         operation_id="customers_list", summary="客户列表（按 updated_at, id 游标分页）")
     def get(self, request):
-        params = selectors.api_list_params(request.query_params)
-        rows, after = selectors.customer_api_page(customers=self.customers_visible(), params=params)
-        next_url = None
-        if after is not None:
-            query = {k: v for k, v in request.query_params.items() if k != "cursor"}
-            query["cursor"] = selectors.cursor_encode(*after)
-            next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query)
-        return Response({"next": next_url, "results": CustomerOutputSerializer(rows, many=True).data})
+        return customer_page_response(request, customers=self.customers_visible(),
+                                      params=selectors.api_list_params(request.query_params))
 
 
 class CustomerDetailApi(ApiView):

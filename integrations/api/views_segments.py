@@ -2,7 +2,6 @@
 client's branch scope (a branch-bound client sees firm-wide segments and its branch's; another branch's
 segment is 404)."""
 
-from urllib.parse import urlencode
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -18,6 +17,7 @@ from integrations.api.serializers_segments import (
     SegmentPreviewRequestSerializer,
     SegmentPreviewSerializer,
 )
+from integrations.api.views import customer_page_response
 from integrations.models import ApiScope
 from segments import selectors as segment_selectors
 
@@ -67,10 +67,4 @@ class SegmentMembersApi(ApiView):
         params = selectors.api_list_params(request.query_params)
         params["filters"] = {}  # members are the filter; the customer list's filters do not apply here
         members = segment_selectors.segment_members(segment, principal=self.client)
-        rows, after = selectors.customer_api_page(customers=members, params=params)
-        next_url = None
-        if after is not None:
-            query = {k: v for k, v in request.query_params.items() if k != "cursor"}
-            query["cursor"] = selectors.cursor_encode(*after)
-            next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query)
-        return Response({"next": next_url, "results": CustomerOutputSerializer(rows, many=True).data})
+        return customer_page_response(request, customers=members, params=params)
