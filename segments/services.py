@@ -431,12 +431,12 @@ def _action_tags(action: SegmentAction, customers, *, add: bool) -> dict:
     from tagging.rule_tags import customer_tags_bulk_set
 
     tag = Tag.objects.get(code=action.params["tag"])
-    ids = list(customers.order_by().values_list("pk", flat=True))
-    if not ids:
+    members = customers.count()
+    if not members:
         return {"members": 0, "changed": 0}
-    changed = customer_tags_bulk_set(customer_ids=ids, tag=tag, add=add, actor=action.created_by,
+    changed = customer_tags_bulk_set(customers=customers, tag=tag, add=add, actor=action.created_by,
                                      evidence=f"客群批量操作：{action.segment.name}")
-    return {"members": len(ids), "changed": changed, "affected": changed}
+    return {"members": members, "changed": changed, "affected": changed}
 
 
 def _action_tasks(action: SegmentAction, customers) -> dict:

@@ -129,10 +129,16 @@ def tag_rules_apply_all(*, customer_ids: list[int] | None = None) -> dict:
 
 
 @transaction.atomic
-def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, actor, evidence: str = "",
-                           source: str = TagSource.MANUAL) -> int:
-    """Tag or untag many customers at once (list selection, segment action, SOP step); returns rows changed."""
-    if not customer_ids:
+def customer_tags_bulk_set(*, customer_ids: list[int] | None = None, customers=None, tag: Tag, add: bool, actor,
+                           evidence: str = "", source: str = TagSource.MANUAL) -> int:
+    """Tag or untag many customers at once (list selection, SOP step: ``customer_ids``; a segment's members:
+    ``customers``, a Customer queryset read inside the statement); returns rows changed."""
+    if customers is not None:
+        members_sql, members_params = customers.order_by().values("pk").query.sql_with_params()
+        members_sql = f"SELECT * FROM ({members_sql}) m"
+    elif customer_ids:
+        members_sql, members_params = "SELECT unnest(%s::bigint[])", [customer_ids]
+    else:
         raise ApplicationError("no_customers", "请先选择客户")
     now = timezone.now()
     label = getattr(actor, "username", None) or str(actor)
@@ -140,12 +146,12 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
     with connection.cursor() as cur:
         if add:
             expires = tag.expiry_from(now)
-            cur.execute("""
+            cur.execute(f"""
                 WITH ins AS (
                     INSERT INTO tagging_customertag
                         (customer_id, tag_id, source, set_by_id, set_by_label, evidence, evidence_data, created_at,
                          expires_at)
-                    SELECT c, %s, %s, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS c
+                    SELECT m.c, %s, %s, %s, %s, %s, '{{}}'::jsonb, %s, %s FROM ({members_sql}) AS m(c)
                     ON CONFLICT (customer_id, tag_id) DO NOTHING
                     RETURNING customer_id
                 ),
@@ -162,24 +168,25 @@ def customer_tags_bulk_set(*, customer_ids: list[int], tag: Tag, add: bool, acto
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
                 SELECT customer_id, %s, 'added', %s, %s, %s, %s FROM ins
                 RETURNING customer_id
-            """, [tag.pk, source, user_id, label, evidence, now, expires, customer_ids,
+            """, [tag.pk, source, user_id, label, evidence, now, expires, *members_params,
                   tag.exclusive_group, tag.exclusive_group, tag.pk, source, label, now,
                   tag.pk, source, label, evidence, now])
         else:
-            cur.execute("""
+            cur.execute(f"""
                 WITH del AS (
-                    DELETE FROM tagging_customertag WHERE tag_id = %s AND customer_id = ANY(%s::bigint[])
+                    DELETE FROM tagging_customertag WHERE tag_id = %s AND customer_id IN ({members_sql})
                     RETURNING customer_id
                 )
                 INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
                 SELECT customer_id, %s, 'removed', %s, %s, %s, %s FROM del
                 RETURNING customer_id
-            """, [tag.pk, customer_ids, tag.pk, source, label, evidence, now])
+            """, [tag.pk, *members_params, tag.pk, source, label, evidence, now])
         changed_ids = [row[0] for row in cur.fetchall()]
     changed = len(changed_ids)
     _tags_changed(tag=tag, added=changed_ids if add else [], removed=[] if add else changed_ids, source=source)
     audit_record(actor=actor, action="tag.bulk_add" if add else "tag.bulk_remove", target_type="tag",
-                 target_id=tag.code, details={"customers": len(customer_ids), "changed": changed})
+                 target_id=tag.code, details={"customers": len(customer_ids) if customers is None else customers.count(),
+                                              "changed": changed})
     return changed
 
 
