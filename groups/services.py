@@ -8,7 +8,7 @@ on the same group never record a join or a leave twice.
 
 import logging
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
@@ -22,18 +22,10 @@ from customers.models import Customer, Task
 from groups import selectors
 from groups.error_codes import GroupError
 from groups.models import GroupChat, GroupDailyStat, GroupMember, GroupMemberEvent, Purpose
+from integrations.wecom.client import wecom_time
 from segments.models import Segment
 
 logger = logging.getLogger(__name__)
-
-
-def _ts(value) -> datetime | None:
-    """A WeCom unix timestamp (seconds) → aware datetime; 0/missing → None."""
-    try:
-        value = int(value or 0)
-    except (TypeError, ValueError):
-        return None
-    return datetime.fromtimestamp(value, tz=UTC) if value > 0 else None
 
 
 def _link_customers(external_userids: set[str]) -> dict[str, int]:
@@ -73,7 +65,7 @@ def group_sync_from_wecom(group_chat: dict, *, at: datetime | None = None) -> Gr
         "advisor_id": owner.pk if owner else None,
         "branch_id": owner.branch_id if owner else None,
         "notice": group_chat.get("notice") or "",
-        "wecom_created_at": _ts(group_chat.get("create_time")),
+        "wecom_created_at": wecom_time(group_chat.get("create_time")),
         "status": GroupChat.Status.ACTIVE,
     }
     group, _created = GroupChat.objects.get_or_create(chat_id=chat_id, defaults=fields)
@@ -99,7 +91,7 @@ def group_sync_from_wecom(group_chat: dict, *, at: datetime | None = None) -> Gr
             "customer_id": links.get(userid) if mtype == GroupMember.Type.EXTERNAL else None,
             "join_scene": int(m.get("join_scene") or 0),
         }
-        joined_at = _ts(m.get("join_time"))
+        joined_at = wecom_time(m.get("join_time"))
         current = stored.get(userid)
         if current is None:
             new_members.append(GroupMember(group=group, userid=userid, joined_at=joined_at or at, **values))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import xmltodict
 from django.conf import settings
@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from integrations.wecom.client import wecom_time
 from integrations.wecom.models import CallbackEvent
 
 logger = logging.getLogger(__name__)
@@ -90,10 +91,7 @@ def callback_parse(xml: str) -> dict:
 
 
 def _created_at(payload: dict) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(payload.get("CreateTime") or ""), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+    return wecom_time(payload.get("CreateTime"))
 
 
 def callback_receive(*, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> tuple[CallbackEvent, bool]:

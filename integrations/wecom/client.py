@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from datetime import UTC, datetime
 
 import requests
 from django.conf import settings
@@ -206,3 +207,12 @@ def wecom_client(*, backoff: tuple[float, ...] = BACKOFF_SECONDS) -> WecomClient
         raise WecomNotConfiguredError()
     return WecomClient(settings.WECOM_CORP_ID, settings.WECOM_SECRET, base_url=settings.WECOM_API_BASE_URL,
                        backoff=backoff)
+
+
+def wecom_time(value) -> datetime | None:
+    """A WeCom unix timestamp (seconds, int or str) → aware datetime; 0, missing or nonsense → None."""
+    try:
+        seconds = int(value or 0)
+        return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None

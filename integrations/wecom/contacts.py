@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime
 
 from django.db import transaction
 from django.db.models import Count, Q
@@ -31,6 +30,7 @@ from core.models import User
 from core.services import audit_record
 from core.validators import MOBILE_RE, normalize_mobile
 from customers.models import Customer, FunnelStage
+from integrations.wecom.client import wecom_time
 from integrations.wecom.models import ContactFollow, ExternalContact
 
 Match = ExternalContact.Match
@@ -40,14 +40,6 @@ CONTACT_FIELDS = ["name", "type", "unionid", "gender", "corp_name", "deleted_at"
                   "match_method", "updated_at"]
 FOLLOW_FIELDS = ["staff", "remark", "description", "remark_mobiles", "add_way", "state", "wecom_tag_ids", "added_at",
                  "deleted_at"]
-
-
-def _ts(value) -> datetime | None:
-    try:
-        seconds = int(value or 0)
-    except (TypeError, ValueError):
-        return None
-    return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None
 
 
 def _tag_ids(follow: dict) -> list[str]:
@@ -91,7 +83,7 @@ def _follow_values(follow: dict, staff: User | None) -> dict:
         "description": str(follow.get("description") or "")[:300],
         "remark_mobiles": [str(m) for m in follow.get("remark_mobiles") or []],
         "add_way": int(follow.get("add_way") or 0), "state": str(follow.get("state") or "")[:30],
-        "wecom_tag_ids": _tag_ids(follow), "added_at": _ts(follow.get("createtime")), "deleted_at": None,
+        "wecom_tag_ids": _tag_ids(follow), "added_at": wecom_time(follow.get("createtime")), "deleted_at": None,
     }
 
 
