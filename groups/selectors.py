@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from customers.models import Customer, Task
 from groups.models import GroupChat, GroupDailyStat, GroupMember, GroupMemberEvent
 from segments.models import SegmentMember
+from tagging.tiers import tier_definitions
 
 INVITE_TASK_SOURCE = "group_invite"
 
@@ -182,14 +183,6 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def tier_labels() -> dict[str, dict]:
-    """Tier code → {label, colour, rank} of the active scheme."""
-    from tagging.models import TierDefinition
-
-    return {d.code: {"label": d.label, "colour": d.colour, "rank": d.rank}
-            for d in TierDefinition.objects.filter(scheme__active=True).order_by("rank", "code")}
-
-
 def live_tier_mix(group: GroupChat) -> dict[str, int]:
     """Tier code → current client members in it ("" for clients not tiered yet)."""
     rows = (GroupMember.objects.filter(_current_members_q(group), customer__isnull=False)
@@ -222,11 +215,11 @@ def group_health(group: GroupChat, days: int = 30) -> dict:
         row.update(flow.get((group.pk, day), {"joins": 0, "leaves": 0}))
         rows.append({"day": day.isoformat(), **row})
 
-    labels = tier_labels()
+    labels = tier_definitions()
     tiers = []
-    for code, meta in labels.items():
+    for code, definition in labels.items():
         if mix.get(code):
-            tiers.append({"code": code, "label": meta["label"], "colour": meta["colour"], "count": mix[code]})
+            tiers.append({"code": code, "label": definition.label, "colour": definition.colour, "count": mix[code]})
     for code, n in sorted(mix.items()):
         if code not in labels and n:
             tiers.append({"code": code, "label": code or _("未分层"), "colour": "secondary", "count": n})

@@ -140,13 +140,6 @@ def segments_using(segment, *, include_archived: bool = False) -> list[Segment]:
 
 # --- live rule results -----------------------------------------------------------------------
 
-def _tier_labels() -> dict[str, tuple[str, int]]:
-    from tagging.models import TierDefinition
-
-    return {code: (label, rank) for code, label, rank in
-            TierDefinition.objects.filter(scheme__active=True).values_list("code", "label", "rank")}
-
-
 def rule_check(rule, *, principal) -> None:
     """Validate the tree for ``principal``: RuleError with the path of the first bad node, including a nested
     segment the principal may not open (reported as not existing)."""
@@ -173,12 +166,15 @@ def rule_preview(rule, *, principal, sample_size: int = 10, breakdowns: bool = T
         if count and sample_size else []
     if not (count and breakdowns):
         return {"count": count, "sample": sample, "by_tier": [], "by_branch": []}
-    labels = _tier_labels()
+    from tagging.tiers import tier_definitions
+
+    definitions = tier_definitions()
     by_tier = [{"code": row["tier__code"] or NO_TIER,
-                "label": labels.get(row["tier__code"], (row["tier__code"] or "未分层", 0))[0],
+                "label": definitions[row["tier__code"]].label if row["tier__code"] in definitions
+                else (row["tier__code"] or "未分层"),
                 "count": row["n"]}
                for row in matched.order_by().values("tier__code").annotate(n=Count("pk"))]
-    by_tier.sort(key=lambda r: (labels.get(r["code"], ("", 10**6))[1], r["code"]))
+    by_tier.sort(key=lambda r: (definitions[r["code"]].rank if r["code"] in definitions else 10**6, r["code"]))
     by_branch = [{"code": row["branch__code"], "name": row["branch__name"], "count": row["n"]}
                  for row in matched.order_by().values("branch__code", "branch__name").annotate(n=Count("pk"))
                  .order_by("-n", "branch__code")]

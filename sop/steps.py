@@ -116,9 +116,9 @@ def _messages(runs, *, now):
     from sop.guards import TouchCandidate, guards_check
     from sop.models import MessageTemplate
     from sop.templates_lint import template_render
-    from tagging.tiers import tier_labels as active_tier_labels
+    from tagging.tiers import tier_definitions
 
-    results, tier_labels = {}, active_tier_labels()
+    results, tier_labels = {}, {code: d.label for code, d in tier_definitions().items()}
     templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={_step(r)["template"] for r in runs})}
     approved = {pk: t.approved_version() for pk, t in templates.items()}
     candidates, ready = [], []

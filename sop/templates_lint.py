@@ -61,9 +61,9 @@ def template_render(version: TemplateVersion, *, customer, advisor=None, tier_la
     except CustomerTier.DoesNotExist:
         code = ""
     if tier_labels is None:
-        from tagging.tiers import tier_labels as active_tier_labels
+        from tagging.tiers import tier_definitions
 
-        tier_labels = active_tier_labels()
+        tier_labels = {c: d.label for c, d in tier_definitions().items()}
     values = {
         "name": customer.name, "advisor": (advisor.display_name or advisor.username) if advisor else "",
         "branch": customer.branch.name if customer.branch_id else "", "tier": tier_labels.get(code, ""),

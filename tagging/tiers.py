@@ -473,9 +473,10 @@ def _definitions() -> list[TierDefinition]:
     return list(TierDefinition.objects.filter(scheme__active=True).order_by("rank", "code"))
 
 
-def tier_labels() -> dict[str, str]:
-    """Code → label of the active scheme's tiers (one query), for rendering many clients' tiers."""
-    return {d.code: d.label for d in _definitions()}
+def tier_definitions() -> dict[str, TierDefinition]:
+    """Code → definition (label, colour, rank …) of the active scheme's tiers, best first, in one query:
+    for labelling many clients' tiers at once."""
+    return {d.code: d for d in _definitions()}
 
 
 def _strategy(d: TierDefinition | None) -> dict:
