@@ -145,6 +145,42 @@ def celery_worker(django_db_setup, django_db_blocker):
     log.close()
 
 
+# --- the local WeCom sandbox (integrations/wecom/sandbox.py) ----------------------------------
+# ``wecom_sandbox``: on a free port, with settings.WECOM_* pointing at it; yields the WecomSandbox
+# (``.url``, ``.admin("contacts", {...})``, ``.state()``, ``.reseed_from_db()`` to rebuild its corp from
+# the customers and advisors the test made, and its data ``.contacts``, ``.follows``, ``.groupchats`` …).
+# ``wecom_sandbox_callbacks``: the same, pushing its callbacks to ``<live_server>/integrations/wecom/callback/``.
+# The session-wide ``celery_worker`` does not see these per-test settings: call task bodies directly.
+
+@pytest.fixture
+def wecom_sandbox(settings):
+    from integrations.wecom import sandbox as wecom_sandbox_module
+    from integrations.wecom.sandbox_seed import sandbox_seed_from_db
+
+    sandbox, server = wecom_sandbox_module.sandbox_serve()
+    settings.WECOM_API_BASE_URL = sandbox.url
+    settings.WECOM_CORP_ID = sandbox.corp_id
+    settings.WECOM_SECRET = sandbox.secret
+    settings.WECOM_CALLBACK_TOKEN = sandbox.token
+    settings.WECOM_CALLBACK_AES_KEY = sandbox.aes_key
+
+    def reseed_from_db(customers: int = 300) -> dict:
+        seed = sandbox_seed_from_db(customers=customers)
+        sandbox.reset(seed)
+        return seed
+
+    sandbox.reseed_from_db = reseed_from_db
+    yield sandbox
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def wecom_sandbox_callbacks(wecom_sandbox, live_server):
+    wecom_sandbox.callback_url = f"{live_server.url}/integrations/wecom/callback/"
+    return wecom_sandbox
+
+
 # --- a real browser ------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
