@@ -68,8 +68,7 @@ def main() -> int:
                                          f"--seed-file {seed_file} --callback-url {callback_url}",
                                 env=env, cwd=str(BASE_DIR))
             # the worker picks this up once it (and the sandbox) are up
-            subprocess.run([python, "manage.py", "wecom_sync", "--enqueue", "--countdown", "15"], env=env,
-                           cwd=BASE_DIR, check=False)
+            subprocess.run([python, "manage.py", "demo_wecom", "--countdown", "15"], env=env, cwd=BASE_DIR, check=False)
         if messaging_port:
             manager.add_process("sms", f"{python} -m sop.provider_sandbox --port {messaging_port}",
                                 env=env, cwd=str(BASE_DIR))
