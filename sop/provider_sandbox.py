@@ -1,5 +1,6 @@
 """A local SMS and app-push provider: what the SOP engine talks to in development and tests.
-Standard library only. ``python -m sop.provider_sandbox --port 8766 [--token T]``.
+Standard library only (plus integrations/sandbox_http.py, shared with the CRM and WeCom sandboxes).
+``python -m sop.provider_sandbox --port 8766 [--token T]``.
 
 Like real providers it takes a client-supplied idempotency key per message and accepts each key
 once: a resent key answers ``duplicate`` with the first message id, so a dispatcher that crashed
@@ -19,7 +20,9 @@ import json
 import os
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from integrations.sandbox_http import JsonHandler, serve_in_thread, serve_until_interrupted
 
 DEFAULT_TOKEN = "sandbox-token"
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -67,19 +70,8 @@ class ProviderSandbox:
 
 
 def _handler(sandbox: ProviderSandbox):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def _reply(self, status, body):
-            data = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def _body(self):
             length = int(self.headers.get("Content-Length") or 0)
@@ -90,28 +82,28 @@ def _handler(sandbox: ProviderSandbox):
 
         def do_GET(self):
             if self.path == "/admin/state":
-                return self._reply(200, sandbox.state())
-            return self._reply(404, {"error": "not found"})
+                return self._answer(200, sandbox.state())
+            return self._answer(404, {"error": "not found"})
 
         def do_POST(self):
             body = self._body()
             if body is None:
-                return self._reply(400, {"error": "body is not JSON"})
+                return self._answer(400, {"error": "body is not JSON"})
             if self.path == "/admin/reset":
                 sandbox.reset()
-                return self._reply(200, {"ok": True})
+                return self._answer(200, {"ok": True})
             if self.path == "/admin/fail":
                 sandbox.fail_next = int(body.get("count", 1))
-                return self._reply(200, {"ok": True})
+                return self._answer(200, {"ok": True})
             match = re.fullmatch(r"/v1/(sms|push)/send_batch", self.path)
             if not match:
-                return self._reply(404, {"error": "not found"})
+                return self._answer(404, {"error": "not found"})
             if self.headers.get("Authorization") != f"Bearer {sandbox.token}":
-                return self._reply(401, {"error": "bad token"})
+                return self._answer(401, {"error": "bad token"})
             if not isinstance(body.get("messages"), list) or len(body["messages"]) > 1000:
-                return self._reply(400, {"error": "messages: a list of at most 1000"})
+                return self._answer(400, {"error": "messages: a list of at most 1000"})
             status, answer = sandbox.send(match.group(1), body["messages"])
-            return self._reply(status, answer)
+            return self._answer(status, answer)
 
     return Handler
 
@@ -119,10 +111,7 @@ def _handler(sandbox: ProviderSandbox):
 def sandbox_serve(*, port: int = 0, token: str = DEFAULT_TOKEN):
     """Start in a thread (tests): returns (sandbox, server); ``server.server_address[1]`` is the port."""
     sandbox = ProviderSandbox(token)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(sandbox))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return sandbox, server
+    return sandbox, serve_in_thread(_handler(sandbox), host="127.0.0.1", port=port, name="provider-sandbox")
 
 
 def main():
@@ -132,8 +121,8 @@ def main():
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(ProviderSandbox(args.token)))
     print(f"SMS/push provider sandbox on http://127.0.0.1:{args.port}", flush=True)
-    server.serve_forever()
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
