@@ -189,6 +189,19 @@ def _item_update(transfer: Transfer, external_userid: str, **fields) -> int:
         status=ItemStatus.DONE).update(updated_at=timezone.now(), **fields)
 
 
+def transfer_start_and_submit(*, actor: User, kind: str, from_advisor: User, to_advisor: User) -> tuple[Transfer, bool]:
+    """Start the handover here (committed), then hand it to WeCom at once; the product side stands even when
+    WeCom cannot be reached (the beat poll submits what is left). Returns the transfer and whether the first
+    submission went through."""
+    transfer = transfer_start(actor=actor, kind=kind, from_advisor=from_advisor, to_advisor=to_advisor)
+    try:
+        transfer_submit(transfer)
+    except Exception:  # noqa: BLE001 - anything WeCom-side; the clients have already moved
+        logger.exception("submitting transfer %s to WeCom failed", transfer.pk)
+        return transfer, False
+    return transfer, True
+
+
 def transfer_submit(transfer: Transfer) -> int:
     """Hand the pending contacts over in WeCom, ≤100 per call; each client's answer goes on its item.
     Returns how many were submitted. A frequency limit or no connection leaves the rest pending (the

@@ -1,7 +1,6 @@
 """Pages for contact ways (渠道活码: operators and admins) and client transfers (离职继承/在职转接: branch
 managers for their branch, admins for all). Everyone else gets 404, as do objects outside the user's scope."""
 
-import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,8 +16,6 @@ from integrations.wecom import transfers as tr
 from integrations.wecom.access import require_nav
 from integrations.wecom.forms_ops import ContactWayForm, TransferForm
 from integrations.wecom.models import CallbackEvent, ContactFollow
-
-logger = logging.getLogger(__name__)
 
 # --- contact ways --------------------------------------------------------------------------------
 
@@ -92,18 +89,14 @@ def transfer_create(request):
     if bound is not None and form.is_valid():
         data = form.cleaned_data
         try:
-            tr.transfer_check(actor=request.user, kind=data["kind"], from_advisor=data["from_advisor"],
-                              to_advisor=data["to_advisor"])
+            choice = {"kind": data["kind"], "from_advisor": data["from_advisor"], "to_advisor": data["to_advisor"]}
             if request.method == "POST":
-                transfer = tr.transfer_start(actor=request.user, kind=data["kind"], from_advisor=data["from_advisor"],
-                                             to_advisor=data["to_advisor"])
+                transfer, submitted = tr.transfer_start_and_submit(actor=request.user, **choice)
                 messages.success(request, _("客户已转给接替投顾；企业微信中的接替结果会陆续更新"))
-                try:
-                    tr.transfer_submit(transfer)
-                except Exception:  # noqa: BLE001 - the product side stands; the beat poll submits the rest
-                    logger.exception("submitting transfer %s to WeCom failed", transfer.pk)
+                if not submitted:
                     messages.warning(request, _("提交企业微信失败，系统会自动重试"))
                 return redirect("wecom:transfer_detail", transfer_id=transfer.pk)
+            tr.transfer_check(actor=request.user, **choice)
             preview = tr.transfer_preview(actor=request.user, from_advisor=data["from_advisor"])
         except ApplicationError as exc:
             form_add_application_error(form, exc)
