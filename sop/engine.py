@@ -13,10 +13,12 @@
 """
 
 import hashlib
+import json
 import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -160,6 +162,27 @@ def execute_batch(step_run_ids: list[int], *, now=None) -> dict:
     return {"executed": len(runs)}
 
 
+def _step_runs_write(runs: list[StepRun]) -> None:
+    """One ``UPDATE … FROM (VALUES …)`` for the batch (Django's bulk_update builds a CASE per field and row,
+    which took most of the dispatcher's time)."""
+    if not runs:
+        return
+    row = "(%s::bigint, %s, %s::timestamptz, %s::int, %s, %s, %s::jsonb, %s, %s::timestamptz, %s::bigint)"
+    params = []
+    for r in runs:
+        params += [r.pk, r.status, r.due_at, r.attempts, r.outcome, r.block_reason, json.dumps(r.detail, cls=DjangoJSONEncoder),
+                   r.error, r.finished_at, r.touch_id]
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            UPDATE sop_steprun s SET status = v.status, due_at = v.due_at, attempts = v.attempts, outcome = v.outcome,
+                   block_reason = v.block_reason, detail = v.detail, error = v.error, finished_at = v.finished_at,
+                   touch_id = v.touch_id
+            FROM (VALUES {", ".join([row] * len(runs))})
+                 AS v(id, status, due_at, attempts, outcome, block_reason, detail, error, finished_at, touch_id)
+            WHERE s.id = v.id
+        """, params)
+
+
 def _finish(runs: list[StepRun], results: dict, now) -> None:
     """Write every run's outcome and create the next step runs (one bulk statement each)."""
     next_runs, finished_enrollments, updated = [], [], []
@@ -199,8 +222,7 @@ def _finish(runs: list[StepRun], results: dict, now) -> None:
                 due_at=result.next_due_at or now))
         else:
             finished_enrollments.append(run.enrollment_id)
-    StepRun.objects.bulk_update(updated, ["status", "due_at", "attempts", "outcome", "block_reason", "detail", "error",
-                                          "finished_at", "touch"])
+    _step_runs_write(updated)
     if next_runs:
         StepRun.objects.bulk_create(next_runs, ignore_conflicts=True)  # idempotency key: a retry adds nothing
     if finished_enrollments:
