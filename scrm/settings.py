@@ -173,7 +173,7 @@ SOP_CLAIM_TIMEOUT = env.int("SOP_CLAIM_TIMEOUT", default=120)  # seconds before 
 SOP_TICK_SECONDS = env.float("SOP_TICK_SECONDS", default=5.0)
 # the dispatcher has its own queue, so touch sending scales (and is tested) apart from other work;
 # every worker command below consumes both queues: `celery -A scrm worker -Q celery,sop`
-CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}}
+CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}, "sop.noop": {"queue": "sop"}}
 CELERY_BEAT_SCHEDULE["sop.tick"] = {"task": "sop.tick", "schedule": SOP_TICK_SECONDS}
 CELERY_BEAT_SCHEDULE["sop.triggers_scan"] = {"task": "sop.triggers_scan", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["sop.calendar_check"] = {"task": "sop.calendar_check", "schedule": crontab(hour=7, minute=0)}

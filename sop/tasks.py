@@ -33,3 +33,8 @@ def triggers_scan() -> dict:
 @shared_task(name="sop.calendar_check", acks_late=True, ignore_result=True)
 def calendar_check() -> dict:
     return {k: str(v) for k, v in calendar.calendar_check().items()}
+
+
+@shared_task(name="sop.noop", acks_late=True)
+def noop() -> None:
+    """Does nothing: bench/sop_dispatch.py's baseline for what a Celery task costs on the same workers."""
