@@ -120,6 +120,10 @@ class Customer(models.Model):
             # "newest account first" sorts on the same expression the list orders by
             models.Index(Coalesce("opened_at", Value(date(1970, 1, 1))).desc(), F("id"), name="cust_opened"),
             models.Index(fields=["updated_at", "id"], name="cust_updated"),
+            # segment counts (segments/rules.py) on the attributes rules filter most, answered from the index
+            # alone (id included, so tag/tier IN-lookups need no heap visit): bench/segments.py
+            models.Index(fields=["risk_level", "total_assets", "id"], name="cust_risk_assets"),
+            models.Index(fields=["lifecycle_stage", "id"], name="cust_lifecycle"),
         ]
         constraints = [
             models.CheckConstraint(name="customer_risk_level_valid",

@@ -370,8 +370,7 @@ def _compile_attribute(node, now) -> Q:
 def _compile_tag(node, now) -> Q:
     from tagging.models import CustomerTag
 
-    tags = CustomerTag.objects.filter(customer_id=OuterRef("pk")).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    tags = CustomerTag.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     if node.get("tag"):
         tags = tags.filter(tag__code=node["tag"])
     if node.get("category"):
@@ -380,12 +379,15 @@ def _compile_tag(node, now) -> Q:
         tags = tags.filter(source=node["source"])
     if node.get("within_days"):
         tags = tags.filter(created_at__gte=now - timedelta(days=node["within_days"]))
-    exists = Exists(tags)
-    return Q(exists) if node["op"] == "has" else ~Q(exists)
+    # an uncorrelated IN (customer_id is never null): a semi-join under AND, a hashed lookup under OR
+    q = Q(pk__in=tags.values("customer_id"))
+    return q if node["op"] == "has" else ~q
 
 
 def _compile_tier(node, now) -> Q:
-    q = Q(tier__code__in=node["value"])
+    from tagging.models import CustomerTier
+
+    q = Q(pk__in=CustomerTier.objects.filter(code__in=node["value"]).values("customer_id"))
     return q if node["op"] == "in" else ~q
 
 
