@@ -28,9 +28,7 @@ The published JSON Schema of the whole tree is segments/rule_schema.py (RULE_JSO
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
-from django.db.models import BooleanField, Count, DecimalField, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
-from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from core.errors import ApplicationError
@@ -391,35 +389,30 @@ def _compile_tier(node, now) -> Q:
     return q if node["op"] == "in" else ~q
 
 
+_HOLDS = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
+          "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+
+
 def _count_condition(rows, op: str, value: Decimal, aggregate) -> Q:
-    """count/sum of ``rows`` compared with value; ``≥1``/``=0`` become EXISTS / NOT EXISTS."""
-    if aggregate is None:
-        if (op, value) in (("gte", 1), ("gt", 0)):
-            return Q(Exists(rows))
-        if (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
-            return ~Q(Exists(rows))
-        measure = Count("pk")
-    else:
-        measure = aggregate
-    sub = rows.order_by().values("customer_id").annotate(v=measure).values("v")
-    output = DecimalField(max_digits=20, decimal_places=2)
-    return _cmp_expr(Coalesce(Subquery(sub, output_field=output), Value(0), output_field=output), op, value)
-
-
-_EXPR_LOOKUPS = {"eq": Exact, "ne": Exact, "gt": GreaterThan, "gte": GreaterThanOrEqual, "lt": LessThan,
-                 "lte": LessThanOrEqual}
-
-
-def _cmp_expr(expr, op, value) -> Q:
-    cond = ExpressionWrapper(_EXPR_LOOKUPS[op](expr, Value(value)), output_field=BooleanField())
-    return ~Q(cond) if op == "ne" else Q(cond)
+    """count/sum of each customer's ``rows`` compared with value, as ONE uncorrelated aggregate over the
+    window (``customer_id IN (… GROUP BY customer_id HAVING …)``), not a subquery per customer. When 0
+    satisfies the comparison (e.g. "fewer than 3"), customers without rows match too, so the complement
+    is taken: NOT IN (those whose total does not satisfy it)."""
+    if aggregate is None and (op, value) in (("gte", 1), ("gt", 0)):
+        return Q(pk__in=rows.values("customer_id"))
+    if aggregate is None and (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
+        return ~Q(pk__in=rows.values("customer_id"))
+    totals = rows.order_by().values("customer_id").annotate(v=aggregate or Count("pk"))
+    satisfied = _cmp("v", op, value)
+    if _HOLDS[op](Decimal(0), value):
+        return ~Q(pk__in=totals.filter(~satisfied).values("customer_id"))
+    return Q(pk__in=totals.filter(satisfied).values("customer_id"))
 
 
 def _compile_trades(node, now) -> Q:
     from customers.models import Trade
 
-    rows = Trade.objects.filter(customer_id=OuterRef("pk"), traded_at__gte=now - timedelta(days=node["within_days"]),
-                                traded_at__lte=now)
+    rows = Trade.objects.filter(traded_at__gte=now - timedelta(days=node["within_days"]), traded_at__lte=now)
     if node.get("product_type"):
         rows = rows.filter(product__type=node["product_type"])
     value = _number(node["value"], "")
@@ -430,7 +423,7 @@ def _compile_trades(node, now) -> Q:
 def _compile_events(node, now) -> Q:
     from customers.models import BehaviourEvent
 
-    rows = BehaviourEvent.objects.filter(customer_id=OuterRef("pk"), type=node["event_type"],
+    rows = BehaviourEvent.objects.filter(type=node["event_type"],
                                          occurred_at__gte=now - timedelta(days=node["within_days"]),
                                          occurred_at__lte=now)
     if node.get("properties"):
