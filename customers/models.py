@@ -214,6 +214,8 @@ class BehaviourEvent(models.Model):
         indexes = [
             models.Index(fields=["customer", "type", "occurred_at"], name="event_customer_type_time"),
             models.Index(fields=["customer", "occurred_at"], name="event_customer_time"),
+            # segment event windows count per customer over a time range of one type, from the index alone
+            models.Index(fields=["type", "occurred_at", "customer"], name="event_type_time_customer"),
             BrinIndex(fields=["occurred_at"], name="event_time_brin", autosummarize=True),
         ]
 

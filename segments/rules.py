@@ -365,7 +365,7 @@ def _compile_attribute(node, now) -> Q:
     return _cmp(path, op, value)
 
 
-def _compile_tag(node, now) -> Q:
+def _compile_tag(node, now, negate=False) -> Q:
     from tagging.models import CustomerTag
 
     tags = CustomerTag.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
@@ -377,39 +377,46 @@ def _compile_tag(node, now) -> Q:
         tags = tags.filter(source=node["source"])
     if node.get("within_days"):
         tags = tags.filter(created_at__gte=now - timedelta(days=node["within_days"]))
-    # an uncorrelated IN (customer_id is never null): a semi-join under AND, a hashed lookup under OR
-    q = Q(pk__in=tags.values("customer_id"))
-    return q if node["op"] == "has" else ~q
+    return _customers_in(tags, negate=(node["op"] == "has") == negate)
 
 
-def _compile_tier(node, now) -> Q:
+def _compile_tier(node, now, negate=False) -> Q:
     from tagging.models import CustomerTier
 
-    q = Q(pk__in=CustomerTier.objects.filter(code__in=node["value"]).values("customer_id"))
-    return q if node["op"] == "in" else ~q
+    rows = CustomerTier.objects.filter(code__in=node["value"])
+    return _customers_in(rows, negate=(node["op"] == "in") == negate)
+
+
+def _customers_in(rows, *, negate: bool) -> Q:
+    """Customers with a row in ``rows`` (a queryset with ``customer_id``): an uncorrelated IN when positive (a
+    semi-join under AND, a hashed lookup under OR); NOT EXISTS when negated — an anti-join, because PostgreSQL
+    runs NOT IN row by row once its hash outgrows work_mem."""
+    if negate:
+        return ~Q(Exists(rows.filter(customer_id=OuterRef("pk"))))
+    return Q(pk__in=rows.values("customer_id"))
 
 
 _HOLDS = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
           "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
 
 
-def _count_condition(rows, op: str, value: Decimal, aggregate) -> Q:
+def _count_condition(rows, op: str, value: Decimal, aggregate, negate: bool = False) -> Q:
     """count/sum of each customer's ``rows`` compared with value, as ONE uncorrelated aggregate over the
     window (``customer_id IN (… GROUP BY customer_id HAVING …)``), not a subquery per customer. When 0
     satisfies the comparison (e.g. "fewer than 3"), customers without rows match too, so the complement
     is taken: NOT IN (those whose total does not satisfy it)."""
     if aggregate is None and (op, value) in (("gte", 1), ("gt", 0)):
-        return Q(pk__in=rows.values("customer_id"))
+        return _customers_in(rows, negate=negate)
     if aggregate is None and (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
-        return ~Q(pk__in=rows.values("customer_id"))
-    totals = rows.order_by().values("customer_id").annotate(v=aggregate or Count("pk"))
+        return _customers_in(rows, negate=not negate)
+    totals = rows.order_by().values("customer_id").annotate(v=aggregate or Count("*"))  # count(*): index-only
     satisfied = _cmp("v", op, value)
     if _HOLDS[op](Decimal(0), value):
-        return ~Q(pk__in=totals.filter(~satisfied).values("customer_id"))
-    return Q(pk__in=totals.filter(satisfied).values("customer_id"))
+        return _customers_in(totals.filter(~satisfied), negate=not negate)
+    return _customers_in(totals.filter(satisfied), negate=negate)
 
 
-def _compile_trades(node, now) -> Q:
+def _compile_trades(node, now, negate=False) -> Q:
     from customers.models import Trade
 
     rows = Trade.objects.filter(traded_at__gte=now - timedelta(days=node["within_days"]), traded_at__lte=now)
@@ -417,10 +424,10 @@ def _compile_trades(node, now) -> Q:
         rows = rows.filter(product__type=node["product_type"])
     value = _number(node["value"], "")
     aggregate = Sum("amount") if node["measure"] == "amount" else None
-    return _count_condition(rows, node["op"], value, aggregate)
+    return _count_condition(rows, node["op"], value, aggregate, negate)
 
 
-def _compile_events(node, now) -> Q:
+def _compile_events(node, now, negate=False) -> Q:
     from customers.models import BehaviourEvent
 
     rows = BehaviourEvent.objects.filter(type=node["event_type"],
@@ -428,7 +435,7 @@ def _compile_events(node, now) -> Q:
                                          occurred_at__lte=now)
     if node.get("properties"):
         rows = rows.filter(properties__contains=node["properties"])
-    return _count_condition(rows, node["op"], _number(node["value"], ""), None)
+    return _count_condition(rows, node["op"], _number(node["value"], ""), None, negate)
 
 
 def _compile_segment(node, now) -> Q:
@@ -474,18 +481,27 @@ _COMPILERS = {"attribute": _compile_attribute, "tag": _compile_tag, "tier": _com
               "group": _compile_group, "tier_change": _compile_tier_change}
 
 
-def rule_compile(rule: dict, *, now=None) -> Q:
-    """A Q over Customer for a VALID rule (call rule_validate first). ``now`` fixes every time window."""
+# compilers that take ``negate`` and choose their own SQL for it (IN vs NOT EXISTS); the others are negated with ~
+_NEGATION_AWARE = {"tag", "tier", "trades", "events"}
+
+
+def rule_compile(rule: dict, *, now=None, negate: bool = False) -> Q:
+    """A Q over Customer for a VALID rule (call rule_validate first). ``now`` fixes every time window.
+    NOT is pushed down to the conditions (De Morgan), so each can pick the SQL that stays fast negated."""
     now = now or timezone.now()
+    negate = negate != bool(rule.get("not"))
     if "rules" in rule:
-        parts = [rule_compile(child, now=now) for child in rule["rules"]]
+        parts = [rule_compile(child, now=now, negate=negate) for child in rule["rules"]]
+        conjunction = (rule["op"] == "and") != negate
         q = parts[0]
         for part in parts[1:]:
-            q = (q & part) if rule["op"] == "and" else (q | part)
-    else:
-        compiler = _COMPILERS.get(rule["type"]) or CONDITION_EXTENSIONS[rule["type"]][1]
-        q = compiler(rule, now)
-    return ~q if rule.get("not") else q
+            q = (q & part) if conjunction else (q | part)
+        return q
+    if rule["type"] in _NEGATION_AWARE:
+        return _COMPILERS[rule["type"]](rule, now, negate)
+    compiler = _COMPILERS.get(rule["type"]) or CONDITION_EXTENSIONS[rule["type"]][1]
+    q = compiler(rule, now)
+    return ~q if negate else q
 
 
 def rule_sql(rule: dict, *, now) -> tuple[str, tuple]:
