@@ -21,6 +21,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("segments/", include("segments.urls")),
     path("groups/", include("groups.urls")),
+    path("sop/", include("sop.urls")),
+    path("dashboards/", include("dashboards.urls")),
     path("integrations/wecom/", include("integrations.wecom.urls")),
     path("integrations/", include("integrations.urls")),
     path("api/v1/", include("integrations.api.urls")),

@@ -1,0 +1,1 @@
+"""Celery tasks (thin; logic lives in the modules they call)."""

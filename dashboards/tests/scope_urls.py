@@ -1,0 +1,16 @@
+"""Collects each part's scope registrations for tests/test_scope.py."""
+
+import importlib
+
+PAGES_WITHOUT_OBJECTS: set = set()
+OBJECT_KWARGS: dict = {}
+
+for _part in ("live", "analyses", "people"):
+    try:
+        _module = importlib.import_module(f"dashboards.tests.scope_urls_{_part}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"dashboards.tests.scope_urls_{_part}":
+            raise
+        continue
+    PAGES_WITHOUT_OBJECTS |= getattr(_module, "PAGES_WITHOUT_OBJECTS", set())
+    OBJECT_KWARGS.update(getattr(_module, "OBJECT_KWARGS", {}))

@@ -1,0 +1,3 @@
+"""Analyses: opening funnel, retention cohorts, magic number, channels."""
+
+urlpatterns = []

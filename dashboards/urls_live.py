@@ -1,0 +1,3 @@
+"""The real-time dashboard (tiles pushed over server-sent events)."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Analyses about people and results: churn warning, advisor follow-up, SOP roll-up."""
+
+urlpatterns = []

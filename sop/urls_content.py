@@ -1,0 +1,3 @@
+"""Templates and their approval, blocked touches, the trading calendar and guard settings."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Journey pages: list, flow editor, dry-run, publish, per-step results."""
+
+urlpatterns = []
