@@ -27,7 +27,8 @@ TRIGGERS = {
 }
 MESSAGE_STEPS = {"wecom_message": "wecom", "wecom_group_message": "wecom_group", "sms": "sms", "app_push": "app_push"}
 STEP_TYPES = {"wait", "branch", "task", "tag_add", "tag_remove", "group_invite", "webhook", *MESSAGE_STEPS}
-GOALS = {"first_trade": "首笔交易", "funded": "入金", "margin_opened": "开通两融", "tag": "获得标签", "none": "无"}
+GOALS = {"first_trade": "首笔交易", "account_opened": "完成开户", "funded": "入金", "margin_opened": "开通两融",
+         "tag": "获得标签", "none": "无"}
 BRANCH_KINDS = {"rule", "replied", "tag", "ab"}
 STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")

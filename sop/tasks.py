@@ -38,3 +38,19 @@ def calendar_check() -> dict:
 @shared_task(name="sop.noop", acks_late=True)
 def noop() -> None:
     """Does nothing: bench/sop_dispatch.py's baseline for what a Celery task costs on the same workers."""
+
+
+@shared_task(name="sop.goals_measure", acks_late=True, ignore_result=True)
+def goals_measure() -> dict:
+    """Every 5 minutes: record the journeys' newly met goals (sop/goals.py)."""
+    from sop.goals import goals_measure as measure
+
+    return measure()
+
+
+@shared_task(name="sop.demo_seed", acks_late=True)
+def demo_seed() -> dict:
+    """The demo only (`make run`, after the WeCom sync and the groups demo): the three demo journeys."""
+    from sop.demo import sop_demo_seed
+
+    return sop_demo_seed()
