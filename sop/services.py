@@ -4,6 +4,7 @@ Editing a live journey edits its draft; publishing makes a new version. Enrolled
 the version they entered (their step runs point at it), new entries take the new one.
 """
 
+import copy
 from collections import Counter
 
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.services import audit_record
-from sop.definition import MESSAGE_STEPS, definition_validate
+from sop.definition import MESSAGE_STEPS, definition_validate, successors
 from sop.models import Enrollment, Journey, JourneyVersion, StepRun
 from sop.triggers import live_triggers_forget
 
@@ -29,14 +30,17 @@ def journey_create(*, actor, name: str, description: str = "", definition: dict)
     return journey
 
 
-def journey_draft_save(*, actor, journey: Journey, definition: dict, name: str | None = None) -> Journey:
+def journey_draft_save(*, actor, journey: Journey, definition: dict, name: str | None = None,
+                       description: str | None = None) -> Journey:
     if journey.status == Journey.Status.ARCHIVED:
         raise ApplicationError("journey_archived", "已归档的旅程不能修改")
     definition_validate(definition)
     journey.draft = definition
     journey.name = (name or journey.name).strip()[:100]
+    if description is not None:
+        journey.description = description.strip()[:500]
     journey.updated_at = timezone.now()
-    journey.save(update_fields=["draft", "name", "updated_at"])
+    journey.save(update_fields=["draft", "name", "description", "updated_at"])
     return journey
 
 
@@ -114,3 +118,102 @@ def journey_dry_run(*, definition: dict, customers, journey: Journey | None = No
     return {"matching": total, "would_enter": len(rows) - holdout, "holdout": holdout,
             "already_in": total - len(rows) if len(rows) < limit else None, "steps": steps,
             "truncated": len(rows) >= limit}
+
+
+# --- editing the draft one step at a time (the flow editor) -------------------------------------
+
+def step_id_new(definition: dict, step_type: str) -> str:
+    ids = {s.get("id") for s in definition.get("steps", [])}
+    n = 1
+    while f"{step_type}_{n}" in ids:
+        n += 1
+    return f"{step_type}_{n}"
+
+
+def _pointers_to(definition: dict, step_id: str) -> list[tuple[dict, str]]:
+    """(holder, key) pairs that point at ``step_id``: the definition's start and every step's next/then/else."""
+    found = [(definition, "start")] if definition.get("start") == step_id else []
+    for step in definition["steps"]:
+        for key in ("next", "then", "else"):
+            if step.get(key) == step_id:
+                found.append((step, key))
+    return found
+
+
+def definition_step_insert(definition: dict, *, step: dict, after: str | None, arm: str = "next") -> dict:
+    """A copy of ``definition`` with ``step`` inserted after step ``after`` on its ``arm`` (next/then/else),
+    or at the start when ``after`` is empty; the new step continues where the arm went."""
+    new = copy.deepcopy(definition)
+    step = dict(step)
+    if not after:
+        target = new.get("start")
+        new["start"] = step["id"]
+    else:
+        holder = next((s for s in new["steps"] if s["id"] == after), None)
+        if holder is None or arm not in (("then", "else") if holder["type"] == "branch" else ("next",)):
+            raise ApplicationError("journey_step", "插入位置不存在", [{"field": "after", "message": "插入位置不存在"}])
+        target = holder.get(arm)
+        holder[arm] = step["id"]
+    if step["type"] == "branch":
+        step["then"], step["else"] = target, None
+    else:
+        step["next"] = target
+    new["steps"].append(step)
+    return new
+
+
+def definition_step_replace(definition: dict, *, step: dict) -> dict:
+    """A copy with the step of the same id replaced (its links kept unless ``step`` names them)."""
+    new = copy.deepcopy(definition)
+    for i, old in enumerate(new["steps"]):
+        if old["id"] == step["id"]:
+            links = {k: old.get(k) for k in ("next", "then", "else") if k in old}
+            if step["type"] == "branch":
+                merged = {"then": links.get("then", links.get("next")), "else": links.get("else")}
+            else:
+                merged = {"next": links.get("next", links.get("then"))}
+            new["steps"][i] = {**step, **{k: v for k, v in merged.items() if k not in step}}
+            return new
+    raise ApplicationError("journey_step", "步骤不存在")
+
+
+def definition_step_delete(definition: dict, *, step_id: str) -> dict:
+    """A copy without the step; whatever pointed at it continues with its next (a branch: with its "then"
+    arm — the steps only its "else" arm reached go too)."""
+    new = copy.deepcopy(definition)
+    step = next((s for s in new["steps"] if s["id"] == step_id), None)
+    if step is None:
+        raise ApplicationError("journey_step", "步骤不存在")
+    follow = step.get("then") if step["type"] == "branch" else step.get("next")
+    for holder, key in _pointers_to(new, step_id):
+        holder[key] = follow
+    new["steps"] = [s for s in new["steps"] if s["id"] != step_id]
+    reachable, stack = set(), [new.get("start")]
+    by_id = {s["id"]: s for s in new["steps"]}
+    while stack:
+        sid = stack.pop()
+        if sid in by_id and sid not in reachable:
+            reachable.add(sid)
+            stack.extend(successors(by_id[sid]))
+    new["steps"] = [s for s in new["steps"] if s["id"] in reachable]
+    return new
+
+
+# --- dead letters --------------------------------------------------------------------------------
+
+def step_run_retry(*, actor, step_run: StepRun) -> StepRun:
+    """Put a dead-lettered step run back in the queue (due now, attempts reset); audited. The idempotency
+    key is unchanged, so a touch the provider already accepted is not sent twice."""
+    with transaction.atomic():
+        run = StepRun.objects.select_for_update().select_related("enrollment__journey").get(pk=step_run.pk)
+        if run.status != StepRun.Status.DEAD:
+            raise ApplicationError("step_run_not_dead", "只有死信步骤可以重试")
+        if run.enrollment.journey.status == Journey.Status.ARCHIVED or run.enrollment.status == Enrollment.Status.EXITED:
+            raise ApplicationError("journey_archived", "旅程已归档或客户已退出，不能重试")
+        previous_error = run.error
+        run.status, run.attempts, run.due_at = StepRun.Status.DUE, 0, timezone.now()
+        run.error, run.claimed_at, run.finished_at = "", None, None
+        run.save(update_fields=["status", "attempts", "due_at", "error", "claimed_at", "finished_at"])
+        audit_record(actor=actor, action="sop.step_run_retried", target_type="step_run", target_id=str(run.pk),
+                     details={"journey": run.enrollment.journey_id, "step": run.step_id, "error": previous_error[:500]})
+    return run
