@@ -1,3 +1,18 @@
 """Analyses: opening funnel, retention cohorts, magic number, channels."""
 
-urlpatterns = []
+from django.urls import path
+
+from dashboards import views_analyses as views
+
+urlpatterns = [
+    path("analyses/funnel/", views.funnel_page, name="analyses_funnel"),
+    path("analyses/funnel.csv", views.funnel_csv, name="analyses_funnel_csv"),
+    path("analyses/funnel/dropouts/", views.funnel_dropouts, name="analyses_funnel_dropouts"),
+    path("analyses/cohorts/", views.cohorts_page, name="analyses_cohorts"),
+    path("analyses/cohorts.csv", views.cohorts_csv, name="analyses_cohorts_csv"),
+    path("analyses/magic/", views.magic_page, name="analyses_magic"),
+    path("analyses/magic.csv", views.magic_csv, name="analyses_magic_csv"),
+    path("analyses/channels/", views.channels_page, name="analyses_channels"),
+    path("analyses/channels.csv", views.channels_csv, name="analyses_channels_csv"),
+    path("analyses/refresh/", views.refresh_request, name="analyses_refresh"),
+]
