@@ -44,8 +44,14 @@ def compliance_index(request):
     page = Paginator(rows, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    from sop.content_services import blocked_summary
+    from sop.models import TemplateVersion
+
+    sop_summary = {"pending": TemplateVersion.objects.filter(status=TemplateVersion.Status.PENDING).count(),
+                   "blocked": blocked_summary(user=request.user)}
     return render(request, "core/audit_log.html",
-                  {"form": form, "page": page, "actions": audit_actions(), "query": query.urlencode()})
+                  {"form": form, "page": page, "actions": audit_actions(), "query": query.urlencode(),
+                   "sop_summary": sop_summary})
 
 
 class _Echo:

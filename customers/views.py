@@ -29,7 +29,7 @@ def _client_ip(request) -> str | None:
 @login_required
 def workbench(request):
     """工作台: today's tasks (overdue first) and the user's own numbers this week."""
-    context = {"inbox": selectors.task_inbox(user=request.user), "outcomes": Task.Outcome.choices}
+    context = {"inbox": _inbox_with_sop_messages(request.user), "outcomes": Task.Outcome.choices}
     if request.user.role == "advisor":
         context["week"] = selectors.advisor_week_numbers(user=request.user)
     return render(request, "customers/workbench.html", context)
@@ -90,6 +90,10 @@ def customer_detail(request, external_id):
     context.update(tag_section_context(request=request, customer=customer))
     context["tier"] = customer_tier(customer=customer)
     context["tier_history"] = customer_tier_history(customer=customer)
+    from sop.content_services import customer_journeys, wecom_tasks_attach
+
+    context["sop_journeys"] = customer_journeys(customer=customer)
+    wecom_tasks_attach(context["tasks"])
     return render(request, "customers/detail.html", context)
 
 
@@ -130,10 +134,19 @@ def note_add(request, external_id):
     return response
 
 
+def _inbox_with_sop_messages(user) -> dict:
+    """The inbox, each SOP WeCom task carrying its prepared message (``task.sop_message``)."""
+    from sop.content_services import wecom_tasks_attach
+
+    inbox = selectors.task_inbox(user=user)
+    wecom_tasks_attach(*inbox.values())
+    return inbox
+
+
 @login_required
 def task_inbox(request):
     return render(request, "customers/tasks.html",
-                  {"inbox": selectors.task_inbox(user=request.user), "outcomes": Task.Outcome.choices})
+                  {"inbox": _inbox_with_sop_messages(request.user), "outcomes": Task.Outcome.choices})
 
 
 @login_required
@@ -150,5 +163,8 @@ def task_complete(request, task_id):
             error = err.message
     else:
         error = _("请选择任务结果")
+    from sop.content_services import wecom_tasks_attach
+
+    wecom_tasks_attach([task])
     return render(request, "customers/partials/task_row.html",
                   {"task": task, "error": error, "outcomes": Task.Outcome.choices}, status=400 if error else 200)

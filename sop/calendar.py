@@ -104,3 +104,25 @@ def calendar_check(today: date | None = None) -> dict:
                        status["future_trading_days"], status["last_known_day"],
                        extra={"event": "sop.calendar_short", **{k: str(v) for k, v in status.items()}})
     return status
+
+
+def calendar_reseed(*, actor) -> int:
+    """Re-seed from the installed exchange-calendars release (manual days kept), audited."""
+    from core.services import audit_record
+
+    with transaction.atomic():
+        written = calendar_seed(start=date(2024, 1, 1))
+        audit_record(actor=actor, action="sop.calendar_seeded", target_type="trading_day", target_id="XSHG",
+                     details={"rows": written})
+    return written
+
+
+def calendar_month(year: int, month: int) -> list[list[dict]]:
+    """Weeks (Monday first) of one month: ``{"day", "in_month", "row"}`` where ``row`` is the
+    TradingDay or None (unknown)."""
+    import calendar as pycalendar
+
+    weeks = pycalendar.Calendar(firstweekday=0).monthdatescalendar(year, month)
+    rows = {r.day: r for r in TradingDay.objects.filter(day__gte=weeks[0][0], day__lte=weeks[-1][-1])
+            .select_related("updated_by")}
+    return [[{"day": d, "in_month": d.month == month, "row": rows.get(d)} for d in week] for week in weeks]

@@ -32,12 +32,15 @@ def template_variables(body: str) -> list[str]:
 
 
 def template_lint(body: str, product=None) -> list[dict]:
-    """Findings: ``{"kind": "forbidden"|"risk_disclosure"|"variable", "text", "message"}``."""
+    """Findings: ``{"kind": "forbidden"|"risk_disclosure"|"variable", "text", "message"}``; a forbidden
+    phrase also carries ``start``/``end`` (character offsets of its first occurrence in ``body``)."""
     findings = []
     lowered = body.lower()
     for phrase in ForbiddenPhrase.objects.filter(active=True).values_list("phrase", flat=True):
-        if phrase.lower() in lowered:
-            findings.append({"kind": "forbidden", "text": phrase, "message": f"含禁用表述「{phrase}」"})
+        start = lowered.find(phrase.lower())
+        if start >= 0:
+            findings.append({"kind": "forbidden", "text": phrase, "start": start, "end": start + len(phrase),
+                             "message": f"第 {start + 1} 字起含禁用表述「{phrase}」"})
     names = template_variables(body)
     for name in names:
         if name not in VARIABLES:
@@ -73,18 +76,26 @@ def template_render(version: TemplateVersion, *, customer, advisor=None, tier_la
     return version.body.format_map(values)
 
 
+def _lint_error(findings: list[dict]) -> ApplicationError:
+    return ApplicationError("template_lint", "；".join(f["message"] for f in findings),
+                            [{"field": "body", "message": f["message"], "kind": f["kind"], "text": f["text"]}
+                             for f in findings])
+
+
 def template_save(*, actor, template: MessageTemplate | None, name: str, channel: str, body: str,
-                  product=None) -> TemplateVersion:
-    """A new version (pending compliance). Refused while the lint finds forbidden promises or
-    unknown variables; a missing risk disclosure is refused too — nothing is stored then."""
+                  product=None, submit: bool = True) -> TemplateVersion:
+    """A new version: pending compliance when ``submit``, else a draft that keeps its lint findings.
+    Submitting is refused while the lint finds forbidden promises, unknown variables or a product
+    without a risk disclosure — nothing is stored then."""
     body = (body or "").strip()
+    name = (name or "").strip()
     if not body:
         raise ApplicationError("template_invalid", "请填写模板内容", [{"field": "body", "message": "必填"}])
+    if template is None and not name:
+        raise ApplicationError("template_invalid", "请填写模板名称", [{"field": "name", "message": "必填"}])
     findings = template_lint(body, product)
-    if findings:
-        raise ApplicationError("template_lint", "；".join(f["message"] for f in findings),
-                               [{"field": "body", "message": f["message"], "kind": f["kind"], "text": f["text"]}
-                                for f in findings])
+    if findings and submit:
+        raise _lint_error(findings)
     with transaction.atomic():
         if template is None:
             template = MessageTemplate.objects.create(name=name, channel=channel, created_by=actor)
@@ -95,10 +106,29 @@ def template_save(*, actor, template: MessageTemplate | None, name: str, channel
                 template.save(update_fields=["name"])
         number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         version = TemplateVersion.objects.create(template=template, number=number, body=body, product=product,
-                                                 lint=findings, status=TemplateVersion.Status.PENDING,
-                                                 created_by=actor)
+                                                 lint=findings, created_by=actor,
+                                                 status=TemplateVersion.Status.PENDING if submit else
+                                                 TemplateVersion.Status.DRAFT)
         audit_record(actor=actor, action="sop.template_saved", target_type="template_version",
-                     target_id=str(version.pk), details={"template": template.pk, "number": number})
+                     target_id=str(version.pk), details={"template": template.pk, "number": number, "submit": submit})
+    return version
+
+
+def template_submit(*, actor, version: TemplateVersion) -> TemplateVersion:
+    """Send a draft to compliance; refused while today's lint still finds something."""
+    with transaction.atomic():
+        version = TemplateVersion.objects.select_for_update(of=("self",)).select_related("product").get(pk=version.pk)
+        if version.status != TemplateVersion.Status.DRAFT:
+            raise ApplicationError("template_not_draft", "只有草稿可以提交审核")
+        findings = template_lint(version.body, version.product)
+        if findings:
+            version.lint = findings
+            version.save(update_fields=["lint"])
+            raise _lint_error(findings)
+        version.status, version.lint = TemplateVersion.Status.PENDING, []
+        version.save(update_fields=["status", "lint"])
+        audit_record(actor=actor, action="sop.template_submitted", target_type="template_version",
+                     target_id=str(version.pk))
     return version
 
 
@@ -108,14 +138,54 @@ def template_review(*, actor, version: TemplateVersion, approve: bool, note: str
 
     if getattr(actor, "role", None) not in (Role.COMPLIANCE, Role.ADMIN):
         raise ApplicationError("forbidden", "只有合规人员可以审核模板", status_code=403)
-    if version.status != TemplateVersion.Status.PENDING:
-        raise ApplicationError("template_not_pending", "该版本不在待审核状态")
     if not approve and not note.strip():
         raise ApplicationError("template_invalid", "驳回时请写明原因", [{"field": "note", "message": "必填"}])
     with transaction.atomic():
+        version = TemplateVersion.objects.select_for_update(of=("self",)).select_related("product").get(pk=version.pk)
+        if version.status != TemplateVersion.Status.PENDING:
+            raise ApplicationError("template_not_pending", "该版本不在待审核状态")
+        if version.created_by_id is not None and version.created_by_id == actor.pk:
+            raise ApplicationError("template_own_version", "不能审核自己提交的版本", status_code=403)
+        findings = template_lint(version.body, version.product) if approve else []
+        if findings:  # the phrase list may have grown since the version was submitted
+            raise _lint_error(findings)
         version.status = TemplateVersion.Status.APPROVED if approve else TemplateVersion.Status.REJECTED
         version.reviewed_by, version.reviewed_at, version.review_note = actor, timezone.now(), note.strip()
         version.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
         audit_record(actor=actor, action="sop.template_approved" if approve else "sop.template_rejected",
                      target_type="template_version", target_id=str(version.pk), reason=note)
     return version
+
+
+def template_preview(*, body: str, product=None, user) -> dict:
+    """The lint findings and the text rendered for the first client ``user`` may see (none when the
+    body does not parse or names an unknown variable)."""
+    from customers.models import Customer
+
+    try:
+        findings = template_lint(body or "", product)
+    except ApplicationError as exc:
+        return {"findings": [{"kind": "variable", "text": "", "message": exc.message}], "text": "", "customer": None}
+    customer = (Customer.objects.visible_to(user).select_related("advisor", "branch", "tier").order_by("pk").first())
+    text = ""
+    if customer is not None and body and not any(f["kind"] == "variable" for f in findings):
+        text = template_render(TemplateVersion(body=body, product=product), customer=customer, advisor=customer.advisor)
+    return {"findings": findings, "text": text, "customer": customer}
+
+
+def template_highlight(body: str, findings: list[dict]):
+    """``body`` as safe HTML with every forbidden phrase's occurrences marked."""
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    phrases = [f["text"] for f in findings if f.get("kind") == "forbidden" and f.get("text")]
+    if not phrases:
+        return escape(body)
+    pattern = re.compile("|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True)), re.IGNORECASE)
+    out, last = [], 0
+    for match in pattern.finditer(body):
+        out += [escape(body[last:match.start()]),
+                f'<mark class="bg-red-lt" data-testid="lint-mark">{escape(match.group())}</mark>']
+        last = match.end()
+    out.append(escape(body[last:]))
+    return mark_safe("".join(out))  # noqa: S308 - every piece is escaped above
