@@ -185,11 +185,21 @@ def _scope_guard(client: ApiClient) -> tuple[str, list]:
             [client.branch_id])
 
 
-def _execute(sql: str, params: list) -> tuple[int, int]:
+# Callables (created_ids, updated_ids) run after a trades / events batch that wrote rows commits (the live
+# dashboard registers here). One that raises does not stop the others.
+TRADES_INGESTED_HOOKS: list = []
+EVENTS_INGESTED_HOOKS: list = []
+
+
+def _execute(sql: str, params: list, hooks: list | None = None) -> tuple[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     created = sum(1 for r in rows if r[1])
+    if hooks and rows:
+        created_ids, updated_ids = [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]]
+        for hook in hooks:
+            transaction.on_commit(lambda hook=hook: hook(created_ids, updated_ids), robust=True)
     return created, len(rows) - created
 
 
@@ -251,7 +261,7 @@ def trades_ingest(*, client: ApiClient, rows: list) -> dict:
             ("side", "text"), ("amount", "numeric")])
         params = [[r["external_id"] for r in kept], [r["customer_id"] for r in kept], [r["product_id"] for r in kept],
                   [r["traded_at"] for r in kept], [r["side"] for r in kept], [r["amount"] for r in kept], *guard_params]
-        created, updated = _execute(sql, params)
+        created, updated = _execute(sql, params, TRADES_INGESTED_HOOKS)
         _recompute_after_commit([r["customer_id"] for r in kept], tiers=True)
     result = _result(len(kept), created, updated, errors)
     _audit(client, "trade.bulk_ingest", "trade", result)
@@ -294,7 +304,7 @@ def events_ingest(*, client: ApiClient, rows: list) -> dict:
             ("customer_id", "bigint"), ("type", "text"), ("occurred_at", "timestamptz"), ("properties", "jsonb")])
         params = [[r["event_id"] for r in valid], [r["customer_id"] for r in valid], [r["type"] for r in valid],
                   [r["occurred_at"] for r in valid], [r.get("properties", "{}") for r in valid], *guard_params]
-        created, updated = _execute(sql, params)
+        created, updated = _execute(sql, params, EVENTS_INGESTED_HOOKS)
         _recompute_after_commit([r["customer_id"] for r in valid], tiers=False)
     result = _result(len(valid), created, updated, errors)
     _audit(client, "event.bulk_ingest", "behaviour_event", result)

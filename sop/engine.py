@@ -183,6 +183,11 @@ def _step_runs_write(runs: list[StepRun]) -> None:
         """, params)
 
 
+# Callables (step run ids) run after a batch's finished step runs (done, blocked, dead) commit; the live
+# dashboard registers here. One that raises does not stop the others.
+STEP_RUNS_FINISHED_HOOKS: list = []
+
+
 def _finish(runs: list[StepRun], results: dict, now) -> None:
     """Write every run's outcome and create the next step runs (one bulk statement each)."""
     next_runs, finished_enrollments, updated = [], [], []
@@ -223,6 +228,9 @@ def _finish(runs: list[StepRun], results: dict, now) -> None:
         else:
             finished_enrollments.append(run.enrollment_id)
     _step_runs_write(updated)
+    finished = [r.pk for r in updated if r.finished_at == now]
+    for hook in STEP_RUNS_FINISHED_HOOKS if finished else ():
+        transaction.on_commit(lambda hook=hook: hook(finished), robust=True)
     if next_runs:
         StepRun.objects.bulk_create(next_runs, ignore_conflicts=True)  # idempotency key: a retry adds nothing
     if finished_enrollments:
