@@ -67,6 +67,7 @@ class WebhookEventType(models.TextChoices):
     CUSTOMER_TIER_CHANGED = "customer.tier_changed", _("客户分层变化")
     TASK_COMPLETED = "task.completed", _("任务完成")
     SOP_STEP_DONE = "sop.step_done", _("SOP 步骤完成")
+    WECOM_CONTACT_ADDED = "wecom.contact_added", _("企业微信添加客户")
 
 
 

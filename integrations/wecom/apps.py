@@ -5,3 +5,9 @@ class WecomConfig(AppConfig):
     name = "integrations.wecom"
     label = "wecom"
     verbose_name = "企业微信"
+
+    def ready(self):
+        from integrations.wecom.webhook_events import webhook_hooks_register
+
+        # the wecom.contact_added webhook (SOP registers its journeys in sop.apps); synced tags changed by hand → WeCom
+        webhook_hooks_register()

@@ -212,15 +212,16 @@ def _contacts_lock(values_by_external_userid: dict[str, dict]) -> tuple[dict[str
 
 @transaction.atomic
 def contacts_upsert_from_wecom(items: list[tuple[dict, list[dict]]], *, create_if_unmatched: bool = False,
-                               advisor: User | None = None, staff_cache: dict | None = None
-                               ) -> list[tuple[ExternalContact, bool]]:
+                               advisor: User | None = None, staff_cache: dict | None = None,
+                               release_pending: bool = True) -> list[tuple[ExternalContact, bool]]:
     """Write a page of contacts and link them: ``items`` are ``(external_contact, follow_user)`` as in
     externalcontact/get (``follow_user``) or batch/get_by_user (``[follow_info]``; a contact may come once
     per follower). Follows not listed are left alone. Returns ``(contact, changed)`` per item, ``changed``
     telling whether the item wrote anything (a contact's own changes count on its first item).
 
     A fixed number of queries per page: contacts, follows, staff and what matching needs are read once
-    each, and written in bulk; only new prospects and customers getting an external_userid cost more."""
+    each, and written in bulk; only new prospects and customers getting an external_userid cost more.
+    A contact linked here that has an add waiting for its customer gets it announced (``release_pending``)."""
     staff_by_userid = staff_cache if staff_cache is not None else {}
     values = {str(external["external_userid"]): _contact_values(external) for external, _follows in items}
     contacts, created = _contacts_lock(values)
@@ -279,6 +280,8 @@ def contacts_upsert_from_wecom(items: list[tuple[dict, list[dict]]], *, create_i
     for contact in to_save:
         contact.updated_at = now
     ExternalContact.objects.bulk_update(to_save, CONTACT_FIELDS)
+    if release_pending:
+        _pending_adds_release([c for c in unmatched if c.customer_id and c.pending_add])
     result, first_seen = [], set()
     for (external, _follows), item_changed in zip(items, changed_items, strict=True):
         contact = contacts[str(external["external_userid"])]
@@ -289,13 +292,14 @@ def contacts_upsert_from_wecom(items: list[tuple[dict, list[dict]]], *, create_i
 
 
 def contact_upsert_from_wecom(external_contact: dict, follow_user: list[dict], *, create_if_unmatched: bool = False,
-                              advisor: User | None = None, staff_cache: dict | None = None) -> ExternalContact:
+                              advisor: User | None = None, staff_cache: dict | None = None,
+                              release_pending: bool = True) -> ExternalContact:
     """Write one contact (``external_contact`` of externalcontact/get or batch/get_by_user) and its
     follows (``follow_user`` / ``[follow_info]``; follows not listed are left alone), then link it.
     ``contact._sync_changed`` tells whether anything was written."""
     [(contact, changed)] = contacts_upsert_from_wecom([(external_contact, follow_user)],
                                                       create_if_unmatched=create_if_unmatched, advisor=advisor,
-                                                      staff_cache=staff_cache)
+                                                      staff_cache=staff_cache, release_pending=release_pending)
     contact._sync_changed = changed
     return contact
 
@@ -317,8 +321,16 @@ def contacts_rematch_by_unionid() -> int:
             contact.updated_at = timezone.now()
             contact.save(update_fields=["customer", "match_status", "match_method", "updated_at"])
             _customer_claim_wecom_id(customer, contact.external_userid)
+            _pending_adds_release([contact])
             linked_count += 1
     return linked_count
+
+
+def _pending_adds_release(contacts: list[ExternalContact]) -> None:
+    from integrations.wecom.events import contact_pending_add_release
+
+    for contact in contacts:
+        contact_pending_add_release(contact)
 
 
 # --- the review queue ----------------------------------------------------------------------------
@@ -378,6 +390,8 @@ def _review_resolve(*, actor, contact_id: int, status: str, customer_for=None, a
     contact.save(update_fields=["customer", "match_status", "match_method", "updated_at"])
     if status == Match.MATCHED:
         _customer_claim_wecom_id(customer, contact.external_userid)
+    if contact.customer_id and status in (Match.MATCHED, Match.CREATED):
+        _pending_adds_release([contact])  # the client added an advisor while unmatched: SOP journeys start now
     audit_record(actor=actor, action=action, target_type="wecom.externalcontact", target_id=contact.external_userid,
                  details={"customer": customer.external_id} if customer else None)
     return contact

@@ -28,8 +28,10 @@ logger = logging.getLogger(__name__)
 Status = CallbackEvent.Status
 
 # Called after commit for every client added in WeCom who is (or becomes) a customer:
-# fn(customer, contact, contact_way) — contact_way None when the client did not come through one of ours.
-# The SOP area registers here to start journeys. One that raises does not stop the others.
+# fn(customer, contact, contact_way) — contact_way None when the client did not come through one of ours;
+# contact.added_userid / contact.added_at tell who was added and when. An add whose contact matched no
+# customer is announced once, when the contact gets one (contact_pending_add_release).
+# The SOP area and the wecom.contact_added webhook register here. One that raises does not stop the others.
 CONTACT_ADDED_HOOKS: list[Callable] = []
 
 CONTACT_DELETE_CHANGES = ("del_external_contact", "del_follow_user")
@@ -80,7 +82,8 @@ def _follow_mark_deleted(contact: ExternalContact, userid: str, at: datetime) ->
     return follow
 
 
-def _contact_refresh(event: CallbackEvent, *, contact_way: ContactWay | None = None) -> ExternalContact | None:
+def _contact_refresh(event: CallbackEvent, *, contact_way: ContactWay | None = None,
+                     release_pending: bool = True) -> ExternalContact | None:
     """Fetch externalcontact/get and upsert; None when WeCom says the contact is gone."""
     from integrations.wecom.contacts import contact_upsert_from_wecom
 
@@ -94,7 +97,8 @@ def _contact_refresh(event: CallbackEvent, *, contact_way: ContactWay | None = N
         raise
     contact = contact_upsert_from_wecom(
         data["external_contact"], data.get("follow_user") or [],
-        create_if_unmatched=contact_way is not None, advisor=contact_way.advisor if contact_way else None)
+        create_if_unmatched=contact_way is not None, advisor=contact_way.advisor if contact_way else None,
+        release_pending=release_pending)
     deleted_at = _later_deletion(external_userid=external_userid, userid=userid, after=_at(event))
     if deleted_at is not None:  # processed after a deletion that happened later: the deletion stands
         _follow_mark_deleted(contact, userid, deleted_at)
@@ -133,6 +137,55 @@ def _welcome(event: CallbackEvent, contact_way: ContactWay, customer: Customer |
     return ""
 
 
+def contact_added_announce(*, customer: Customer, contact: ExternalContact, contact_way: ContactWay | None,
+                           userid: str, at: datetime, change_type: str = "add_external_contact") -> None:
+    """What every add of a client who is a customer does: a Touch (企业微信, 收到, source ``wecom_add``), the
+    customer's last contact, and the CONTACT_ADDED_HOOKS after commit (SOP journeys, the wecom.contact_added
+    webhook). The hooks see ``contact.added_userid`` and ``contact.added_at``."""
+    how = f"通过渠道活码「{contact_way.name}」" if contact_way else ""
+    half = "（待投顾通过）" if change_type == "add_half_external_contact" else ""
+    Touch.objects.create(customer=customer, channel=Touch.Channel.WECOM, direction=Touch.Direction.IN,
+                         content=f"客户{how}添加了企业微信{half}", staff=_staff(userid), source="wecom_add", occurred_at=at)
+    customer_touch_contact(customer_ids=[customer.pk], at=at)
+    contact.added_userid, contact.added_at = userid, at
+    for hook in CONTACT_ADDED_HOOKS:
+        transaction.on_commit(lambda hook=hook: hook(customer, contact, contact_way), robust=True)
+
+
+def contact_pending_add_release(contact: ExternalContact) -> bool:
+    """Announce the add that arrived while this contact matched no customer, now that it has one (linked in
+    the review queue, a customer created for it, or matched by a later sync). Once: the pending add is emptied
+    in the same transaction (callers hold the contact's row lock). True when announced."""
+    pending = contact.pending_add or {}
+    if not pending or contact.customer_id is None:
+        return False
+    from django.utils.dateparse import parse_datetime
+
+    way = ContactWay.objects.filter(pk=pending.get("contact_way")).first() if pending.get("contact_way") else None
+    contact_added_announce(customer=contact.customer, contact=contact, contact_way=way, userid=pending.get("userid") or "",
+                           at=parse_datetime(pending.get("at") or "") or timezone.now(),
+                           change_type=pending.get("change_type") or "add_external_contact")
+    contact.pending_add = {}
+    ExternalContact.objects.filter(pk=contact.pk).update(pending_add={})
+    return True
+
+
+def _contact_tags_reconcile(contact: ExternalContact) -> str:
+    """Tags added or removed in WeCom on this contact reach the customer now (and ours reach WeCom). A WeCom
+    error here does not fail the event (the add or edit itself stands): it is noted, and the next sync retries."""
+    if not contact.customer_id or contact.match_status not in (ExternalContact.Match.MATCHED,
+                                                               ExternalContact.Match.CREATED):
+        return ""
+    from integrations.wecom.tags_sync import contact_tags_sync
+
+    try:
+        with transaction.atomic():
+            contact_tags_sync(_client(), [contact])
+    except _wecom_error() as exc:
+        return f"标签同步失败，下次同步重试：{exc}"
+    return ""
+
+
 def contact_added(event: CallbackEvent) -> tuple[str, str]:
     """add_external_contact / add_half_external_contact."""
     from tagging.models import TagSource
@@ -143,7 +196,7 @@ def contact_added(event: CallbackEvent) -> tuple[str, str]:
     contact_way = ContactWay.objects.select_related("advisor").filter(state=state).first() if state else None
     had_customer = ExternalContact.objects.filter(external_userid=p.get("ExternalUserID") or "",
                                                   customer__isnull=False).exists()
-    contact = _contact_refresh(event, contact_way=contact_way)
+    contact = _contact_refresh(event, contact_way=contact_way, release_pending=False)
     if contact is None:
         return Status.DONE, "企业微信中已无此联系人（已删除），未处理"
     customer = contact.customer
@@ -158,15 +211,15 @@ def contact_added(event: CallbackEvent) -> tuple[str, str]:
                 customer_tag_add(customer=customer, tag=tag, source=TagSource.WECOM, actor="wecom",
                                  evidence=f"通过渠道活码「{contact_way.name}」添加", expires_at=tag.expiry_from(timezone.now()))
     if customer is not None:
-        how = f"通过渠道活码「{contact_way.name}」" if contact_way else ""
-        half = "（待投顾通过）" if event.change_type == "add_half_external_contact" else ""
-        Touch.objects.create(customer=customer, channel=Touch.Channel.WECOM, direction=Touch.Direction.IN,
-                             content=f"客户{how}添加了企业微信{half}", staff=staff, source="wecom_add",
-                             occurred_at=_at(event))
-        customer_touch_contact(customer_ids=[customer.pk], at=_at(event))
-        for hook in CONTACT_ADDED_HOOKS:
-            transaction.on_commit(lambda hook=hook: hook(customer, contact, contact_way), robust=True)
+        if contact.pending_add:  # an earlier add still waiting for its customer: this one stands for it
+            ExternalContact.objects.filter(pk=contact.pk).update(pending_add={})
+        contact_added_announce(customer=customer, contact=contact, contact_way=contact_way, userid=userid,
+                               at=_at(event), change_type=event.change_type)
+        notes.append(_contact_tags_reconcile(contact))
     else:
+        ExternalContact.objects.filter(pk=contact.pk).update(pending_add={
+            "at": _at(event).isoformat(), "userid": userid, "change_type": event.change_type,
+            "contact_way": contact_way.pk if contact_way else None})
         notes.append("未能关联到客户，已进入待人工关联")
     if contact_way is not None:
         notes.append(_welcome(event, contact_way, customer, staff))
@@ -174,8 +227,11 @@ def contact_added(event: CallbackEvent) -> tuple[str, str]:
 
 
 def contact_edited(event: CallbackEvent) -> tuple[str, str]:
+    """edit_external_contact: remark, description or tags changed; tags are reconciled at once."""
     contact = _contact_refresh(event)
-    return Status.DONE, "" if contact is not None else "企业微信中已无此联系人"
+    if contact is None:
+        return Status.DONE, "企业微信中已无此联系人"
+    return Status.DONE, _contact_tags_reconcile(contact)
 
 
 def contact_deleted(event: CallbackEvent) -> tuple[str, str]:
@@ -220,10 +276,11 @@ def transfer_failed(event: CallbackEvent) -> tuple[str, str]:
     if item is None:
         return Status.IGNORED, "没有对应的等待中的转接记录"
     TransferItem.objects.filter(pk=item.pk).update(status=status, errmsg=reason[:300], updated_at=timezone.now())
-    from integrations.wecom.transfers import transfer_finish_if_settled
+    from integrations.wecom.transfers import transfer_finish_if_settled, transfer_items_revert
 
+    reverted = transfer_items_revert(item_ids=[item.pk])
     transfer_finish_if_settled(item.transfer_id)
-    return Status.DONE, ""
+    return Status.DONE, "已退回原投顾" if reverted else "客户的投顾已另行变更，未退回"
 
 
 # --- change_external_chat -----------------------------------------------------------------------

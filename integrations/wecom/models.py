@@ -33,6 +33,9 @@ class ExternalContact(models.Model):
     match_method = models.CharField(_("关联方式"), max_length=20, blank=True,
                                     help_text=_("unionid / mobile / remark / manual / created"))
     deleted_at = models.DateTimeField(_("已删除"), null=True, blank=True)
+    # an add_external_contact received while no customer matched ({at, userid, change_type, contact_way});
+    # announced (Touch, CONTACT_ADDED_HOOKS) when the contact gets its customer, then emptied: once only
+    pending_add = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
 
@@ -60,6 +63,8 @@ class ContactFollow(models.Model):
     add_way = models.PositiveSmallIntegerField(_("添加方式"), default=0)
     state = models.CharField(_("渠道参数"), max_length=30, blank=True)
     wecom_tag_ids = models.JSONField(default=list, blank=True)
+    # WeCom's tag ids on this follow when tags were last reconciled: what changed since on either side
+    synced_tag_ids = models.JSONField(default=list, blank=True)
     added_at = models.DateTimeField(_("添加时间"), null=True, blank=True)
     deleted_at = models.DateTimeField(_("已删除"), null=True, blank=True)
 
@@ -208,6 +213,9 @@ class TransferItem(models.Model):
     status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.PENDING)
     errcode = models.IntegerField(null=True, blank=True)
     errmsg = models.CharField(max_length=300, blank=True)
+    # a handover WeCom refused or failed is undone here: the client goes back to the original advisor
+    reverted_at = models.DateTimeField(_("已退回原投顾"), null=True, blank=True)
+    revert_note = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()

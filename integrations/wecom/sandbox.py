@@ -249,10 +249,58 @@ def callback_custom(sb: WecomSandbox, body: dict) -> dict:
     return {"query": query, "body": xml}
 
 
+def transfer_outcome(sb: WecomSandbox, body: dict) -> dict:
+    """Settle a handover the sandbox completed at once otherwise: ``status`` 2 waiting, 3 refused by the client,
+    4 takeover at their limit, 5 no record. A refusal or limit gives the contact back to the handover advisor
+    (as in WeCom) and, with ``push`` (default), pushes transfer_fail."""
+    eid, status = body.get("external_userid"), int(body.get("status") or 0)
+    if status not in (1, 2, 3, 4, 5):
+        raise ValueError("status must be 1..5")
+    with sb.lock:
+        record = next((r for (_k, _h, e), r in sb.transfer_results.items() if e == eid), None)
+        if record is None:
+            raise ValueError(f"no transfer of {eid}")
+        record["status"] = status
+        follows = sb.follows.get(eid, {})
+        if status in (3, 4) and record["takeover_userid"] in follows:
+            follow = follows.pop(record["takeover_userid"])
+            follows[record["handover_userid"]] = {**follow, "userid": record["handover_userid"]}
+    if status not in (3, 4) or not body.get("push", True):
+        return {"ok": True}
+    reason = "customer_refused" if status == 3 else "customer_limit_exceed"
+    return {"callback": callback_push(sb, {"Event": "change_external_contact", "ChangeType": "transfer_fail",
+                                           "FailReason": reason, "UserID": record["takeover_userid"],
+                                           "ExternalUserID": eid})}
+
+
 ADMIN_POST = {
     "contacts": contact_add, "contacts/delete": contact_delete, "groupchat": groupchat_create,
     "groupchat/members": groupchat_members, "groupchat/dismiss": groupchat_dismiss, "callback": callback_custom,
+    "transfers/result": transfer_outcome,
 }
+
+
+def qr_svg(code: str, size: int = 25) -> str:
+    """A QR-looking picture for a sandbox code (finder squares and modules from the code's hash): it shows
+    where the real QR goes; it does not scan."""
+    import hashlib
+
+    bits = "".join(f"{b:08b}" for b in hashlib.sha256(code.encode()).digest() * 3)
+    cells = []
+    for y in range(size):
+        for x in range(size):
+            finder = any(x0 <= x < x0 + 7 and y0 <= y < y0 + 7 for x0, y0 in ((0, 0), (size - 7, 0), (0, size - 7)))
+            if finder:
+                dx, dy = min(x % (size - 7) if x >= size - 7 else x, 6), min(y % (size - 7) if y >= size - 7 else y, 6)
+                on = dx in (0, 6) or dy in (0, 6) or (2 <= dx <= 4 and 2 <= dy <= 4)
+            else:
+                on = bits[(y * size + x) % len(bits)] == "1"
+            if on:
+                cells.append(f'<rect x="{x + 2}" y="{y + 2}" width="1" height="1"/>')
+    side = size + 4
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {side} {side}" width="220" height="220" '
+            f'shape-rendering="crispEdges"><rect width="{side}" height="{side}" fill="#fff"/>'
+            f'<g fill="#111">{"".join(cells)}</g></svg>')
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -310,6 +358,8 @@ def _handler(sb: WecomSandbox):
 
         def _admin(self, method: str, action: str, body: dict) -> None:
             try:
+                if method == "GET" and action.startswith("qr/"):
+                    return self._svg(qr_svg(action.removeprefix("qr/").removesuffix(".svg")))
                 if method == "GET" and action == "state":
                     return self._answer(200, sb.summary())
                 if method != "POST":
@@ -340,6 +390,14 @@ def _handler(sb: WecomSandbox):
                 return self._answer(400, {"error": exc.errmsg, "errcode": exc.errcode})
             except (KeyError, TypeError, ValueError) as exc:
                 return self._answer(400, {"error": str(exc)})
+
+        def _svg(self, svg: str) -> None:
+            data = svg.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/svg+xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_GET(self):  # noqa: N802 - http.server's naming
             self._dispatch("GET")
@@ -383,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = WecomSandbox(corp_id=args.corp_id, secret=args.secret, token=args.token, aes_key=args.aes_key,
                            callback_url=args.callback_url, seed=seed, seed_number=args.seed, token_ttl=args.token_ttl)
     server = ThreadingHTTPServer((args.host, args.port), _handler(sandbox))
+    sandbox.url = f"http://{args.host}:{server.server_address[1]}"
     summary = sandbox.summary()
     print(f"WeCom sandbox on http://{args.host}:{server.server_address[1]}/cgi-bin/ (corp {args.corp_id}: "
           f"{summary['users']} staff, {summary['contacts']} contacts, {summary['groupchats']} group chats; "

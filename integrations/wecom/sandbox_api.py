@@ -259,7 +259,7 @@ def contact_way_add(sb: WecomSandbox, query: dict, body: dict) -> dict:
         way = {"config_id": config_id, **_contact_way_fields(body), "created_at": int(time.time())}
         answer = {"config_id": config_id}
         if body["scene"] == 2:
-            way["qr_code"] = f"https://wework.qpic.cn/wwpic/sandbox/{config_id}/0"
+            way["qr_code"] = sb.qr_url(config_id)
             answer["qr_code"] = way["qr_code"]
         sb.contact_ways[config_id] = way
     return answer
@@ -456,7 +456,7 @@ def join_way_add(sb: WecomSandbox, query: dict, body: dict) -> dict:
             "config_id": config_id, "scene": body["scene"], "remark": body.get("remark", ""),
             "auto_create_room": int(body.get("auto_create_room", 1)), "room_base_name": body.get("room_base_name", ""),
             "room_base_id": body.get("room_base_id", 0), "chat_id_list": list(chat_ids), "state": body.get("state", ""),
-            "qr_code": f"https://wework.qpic.cn/wwpic/sandbox/join/{config_id}/0" if body["scene"] == 2 else "",
+            "qr_code": sb.qr_url(f"join-{config_id}") if body["scene"] == 2 else "",
         }
     return {"config_id": config_id}
 

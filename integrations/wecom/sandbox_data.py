@@ -228,6 +228,10 @@ class WecomSandbox:
             self.serial = 0
 
     # --- for tests: the admin endpoints over HTTP (``url`` is set by sandbox_serve) -----------------
+    def qr_url(self, code: str) -> str:
+        """Where the sandbox serves a code's QR image (WeCom's are on wework.qpic.cn, out of reach offline)."""
+        return f"{self.url}/sandbox/qr/{code}.svg" if self.url else f"https://wework.qpic.cn/wwpic/sandbox/{code}/0"
+
     def admin(self, action: str, body: dict | None = None) -> dict:
         """POST /sandbox/<action> and return the JSON answer (raises on a non-200 answer)."""
         import json

@@ -13,7 +13,7 @@ DEFAULT_CUSTOMERS = 300
 def sandbox_seed_from_db(*, customers: int = DEFAULT_CUSTOMERS) -> dict:
     """``{"users": [...], "customers": [...]}``: most sampled customers carry their wecom_external_userid,
     about one in ten does not (the sandbox then links them only by remark mobile)."""
-    staff = list(User.objects.filter(role=Role.ADVISOR, is_active=True).exclude(wecom_userid="")
+    staff = list(User.objects.filter(role=Role.ADVISOR, is_active=True, wecom_userid__isnull=False).exclude(wecom_userid="")
                  .order_by("username").values("pk", "wecom_userid", "display_name"))
     userid_of = {s["pk"]: s["wecom_userid"] for s in staff}
     base = Customer.objects.filter(advisor_id__in=userid_of).order_by("id")

@@ -4,8 +4,8 @@ corp tags both ways, and group chats. Each run is a SyncRun with counts, token r
 * ``contacts``: get_follow_user_list, then batch/get_by_user (100 userids per call, cursor pages of 100);
   each page is written in one transaction, so a failure keeps every page before it. After a complete pass,
   follows WeCom no longer lists get ``deleted_at`` (and contacts with no follow left).
-* ``tags``: corp tags pulled and linked, ours marked for sync created in WeCom, then tags on matched
-  contacts both ways (tags_sync.py).
+* ``tags``: corp tags pulled and linked, ours marked for sync created in WeCom (and deleted there once
+  deactivated here), then tags on matched contacts both ways, additions and removals (tags_sync.py).
 * ``groups``: groupchat/list (cursor) + groupchat/get per chat → groups.services.group_sync_from_wecom.
 * ``all``: tags (pull/push), contacts, contact tags, groups.
 
@@ -27,7 +27,7 @@ from integrations.sync_lock import sync_lock
 from integrations.wecom.client import WecomClient, wecom_client
 from integrations.wecom.contacts import contact_match_counts, contacts_rematch_by_unionid, contacts_upsert_from_wecom
 from integrations.wecom.models import ContactFollow, ExternalContact, SyncRun
-from integrations.wecom.tags_sync import contact_tags_sync, corp_tags_pull, corp_tags_push
+from integrations.wecom.tags_sync import contact_tags_sync, corp_tags_pull, corp_tags_push, corp_tags_retire
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def contacts_sync(client: WecomClient, counts: dict) -> None:
 def tags_sync(client: WecomClient, counts: dict, *, contact_tags: bool = True) -> None:
     counts["corp_tags"] = corp_tags_pull(client)
     counts["corp_tags"].update(corp_tags_push(client))
+    counts["corp_tags"].update(corp_tags_retire(client))
     if contact_tags:
         counts["contact_tags"] = contact_tags_sync(client)
 

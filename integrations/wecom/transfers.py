@@ -8,6 +8,11 @@ be at their limit). ``transfers_poll`` (beat) submits what is still pending and 
 transfer_result / resigned/transfer_result how waiting clients ended; the transfer_fail callback
 reports refusals as they happen. Clients without a WeCom contact of the departing advisor are
 "local": only the product moves them.
+
+When WeCom reports that a handover it had accepted did not happen (the client refused, the new advisor is
+at their limit, or no handover record: transfer_fail, transfer_result 3/4/5), the client stays with the
+departing advisor in WeCom, so the product moves them back too (:func:`transfer_items_revert`), unless
+their advisor was changed again meanwhile; each item records what was done and why.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ logger = logging.getLogger(__name__)
 ItemStatus = TransferItem.Status
 BATCH = 100  # WeCom's limit of external_userid per transfer_customer call
 OPEN = (ItemStatus.PENDING, ItemStatus.WAITING)
+REVERTED_STATUSES = (ItemStatus.REFUSED, ItemStatus.LIMITED, ItemStatus.FAILED)
 RESULT_STATUS = {1: ItemStatus.DONE, 2: ItemStatus.WAITING, 3: ItemStatus.REFUSED, 4: ItemStatus.LIMITED,
                  5: ItemStatus.FAILED}
 RESULT_MESSAGES = {5: "企业微信无接替记录"}
@@ -266,14 +272,49 @@ def transfer_poll(transfer: Transfer) -> int:
                 status = RESULT_STATUS.get(int(row.get("status") or 0))
                 if status is None or status == ItemStatus.WAITING:
                     continue
-                changed += TransferItem.objects.filter(
-                    transfer=transfer, external_userid=str(row.get("external_userid")), status=ItemStatus.WAITING,
-                ).update(status=status, errmsg=RESULT_MESSAGES.get(int(row["status"]), ""), updated_at=timezone.now())
+                items = TransferItem.objects.filter(transfer=transfer, external_userid=str(row.get("external_userid")),
+                                                    status=ItemStatus.WAITING)
+                ids = list(items.values_list("pk", flat=True))
+                changed += items.update(status=status, errmsg=RESULT_MESSAGES.get(int(row["status"]), ""),
+                                        updated_at=timezone.now())
+                if status in REVERTED_STATUSES:
+                    transfer_items_revert(item_ids=ids)
         cursor, pages = answer.get("next_cursor") or "", pages + 1
         if not cursor:
             break
     transfer_finish_if_settled(transfer.pk)
     return changed
+
+
+def transfer_items_revert(*, item_ids: list[int]) -> int:
+    """Undo the product side of these failed handovers: each client goes back to the departing advisor with
+    the open tasks that moved with them (created before the transfer), audited (``wecom.transfer_revert``).
+    A client whose advisor is no longer the takeover advisor (changed again meanwhile) is left alone and the
+    item says so. Idempotent (an item is reverted once); returns how many clients moved back."""
+    moved = 0
+    with transaction.atomic():
+        items = (TransferItem.objects.select_for_update(of=("self",)).filter(pk__in=item_ids, reverted_at=None,
+                                                                              revert_note="")
+                 .select_related("transfer__from_advisor", "transfer__to_advisor").order_by("pk"))
+        for item in items:
+            transfer = item.transfer
+            reason = item.get_status_display() + (f"（{item.errmsg}）" if item.errmsg else "")
+            customer = Customer.objects.select_for_update().get(pk=item.customer_id)
+            if customer.advisor_id != transfer.to_advisor_id:
+                TransferItem.objects.filter(pk=item.pk).update(revert_note=f"{reason}；客户的投顾已另行变更，未退回"[:200])
+                continue
+            now = timezone.now()
+            back_to = transfer.from_advisor
+            Customer.objects.filter(pk=customer.pk).update(advisor=back_to, updated_at=now)
+            tasks = Task.objects.filter(customer=customer, assignee=transfer.to_advisor, status=Task.Status.OPEN,
+                                        created_at__lt=transfer.created_at).update(assignee=back_to)
+            name = back_to.display_name or back_to.username
+            TransferItem.objects.filter(pk=item.pk).update(reverted_at=now, revert_note=f"{reason}；已退回原投顾 {name}"[:200])
+            audit_record(actor="wecom", action="wecom.transfer_revert", target_type="transfer", target_id=transfer.pk,
+                         details={"customer": customer.external_id, "status": item.status, "reason": item.errmsg,
+                                  "back_to": back_to.username, "tasks_moved": tasks})
+            moved += 1
+    return moved
 
 
 def transfers_poll() -> int:

@@ -1,12 +1,16 @@
 """企业微信 pages (the "wecom" nav entry's roles, 404 for everyone else; see access.py): the connection and sync runs
 with 立即同步 per kind, and the review queue of contacts no customer could be matched to."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import ApplicationError
@@ -32,18 +36,42 @@ def sync_runs_page(request):
 
             label = f"manual:{request.user.username}"
             transaction.on_commit(lambda: wecom_sync.delay(kind, label))
-            messages.success(request, _("已开始同步（%(kind)s），稍后刷新页面查看结果") % {
+            messages.success(request, _("已开始同步（%(kind)s），下方同步记录会自动更新") % {
                 "kind": SyncRun.Kind(kind).label})
+            last = SyncRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            return redirect(f"{reverse('wecom:sync_runs')}?queued={last}")
         return redirect("wecom:sync_runs")
-    runs = list(sync.sync_runs())
     token_cached = configured and wecom_client().token_cached()
     match_counts = contacts.contact_match_counts()
     return render(request, "wecom/sync_runs.html", {
-        "runs": runs, "configured": configured, "base_url": settings.WECOM_API_BASE_URL,
+        **_runs_context(request), "configured": configured, "base_url": settings.WECOM_API_BASE_URL,
         "corp_id": settings.WECOM_CORP_ID, "token_cached": token_cached, "kinds": SyncRun.Kind.choices,
         "callback_configured": bool(settings.WECOM_CALLBACK_TOKEN and settings.WECOM_CALLBACK_AES_KEY),
         "unmatched": match_counts[ExternalContact.Match.UNMATCHED], "match_counts": match_counts,
     })
+
+
+def _runs_context(request) -> dict:
+    """The runs, and whether the table keeps polling: a run is in progress, or one was queued (``?queued=<the
+    last run id then>``) and has not started yet; polling of a queued run gives up after 10 minutes."""
+    runs = list(sync.sync_runs())
+    raw = request.GET.get("queued") or ""
+    queued = int(raw) if raw.isdigit() else None
+    waiting = queued is not None and not any(r.pk > queued for r in runs) and not (
+        SyncRun.objects.filter(pk=queued, started_at__lt=timezone.now() - timedelta(minutes=10)).exists())
+    running = any(r.status == SyncRun.Status.RUNNING for r in runs)
+    return {"runs": runs, "waiting": waiting, "polling": waiting or running,
+            "queued": queued if queued is not None else ""}
+
+
+@login_required
+def sync_runs_table(request):
+    """GET (htmx, every 2 s while a sync is queued or running): the runs table alone."""
+    require_nav(request.user, "wecom")
+    match_counts = contacts.contact_match_counts()  # the counts above the table change with the sync too
+    return render(request, "wecom/partials/sync_runs_table.html", {
+        **_runs_context(request), "oob": True, "match_counts": match_counts,
+        "unmatched": match_counts[ExternalContact.Match.UNMATCHED]})
 
 
 @login_required

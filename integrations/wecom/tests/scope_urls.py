@@ -3,7 +3,7 @@
 The sync and review pages carry no object of a branch: they are for admins and operators (404 for the
 roles test_scope.py walks) and list no customer."""
 
-PAGES_WITHOUT_OBJECTS = {"wecom:sync_runs", "wecom:review"}
+PAGES_WITHOUT_OBJECTS = {"wecom:sync_runs", "wecom:sync_runs_table", "wecom:review"}
 
 OBJECT_KWARGS: dict = {}
 

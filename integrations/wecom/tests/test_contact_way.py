@@ -33,7 +33,7 @@ def test_operator_creates_a_contact_way_in_wecom_and_here(client, operator, weco
     response = client.post(NEW, _form(wecom_advisor))
     way = ContactWay.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/integrations/wecom/contact-ways/{way.pk}/"
-    assert way.config_id and way.qr_code.startswith("https://") and way.branch == wecom_advisor.branch
+    assert way.config_id and way.qr_code.startswith(f"{wecom_sandbox.url}/sandbox/qr/") and way.branch == wecom_advisor.branch
     assert len(way.state) <= 30 and list(way.tags.values_list("code", flat=True)) == ["margin_intent"]
     in_wecom = {w["config_id"]: w for w in wecom_sandbox.state()["contact_ways"]}[way.config_id]
     assert (in_wecom["type"], in_wecom["scene"], in_wecom["state"], in_wecom["user"]) == (

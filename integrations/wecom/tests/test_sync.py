@@ -82,7 +82,7 @@ def test_full_sync_links_contacts_by_each_method_and_a_second_run_changes_nothin
     assert again.status == SyncRun.Status.DONE
     assert again.counts["contacts"]["written"] == 0 and again.counts["contacts"]["unchanged"] == total_follows
     assert again.counts["corp_tags"]["created"] == again.counts["corp_tags"]["updated"] == 0
-    assert again.counts["contact_tags"] == {"pulled": 0, "marked": 0, "mark_calls": 0}
+    assert again.counts["contact_tags"] == {"pulled": 0, "removed_here": 0, "marked": 0, "unmarked": 0, "mark_calls": 0}
     assert snapshot() == before
 
 
@@ -214,4 +214,4 @@ def test_contact_tags_sync_reads_the_customers_tags_once(corp, django_assert_max
     assert sync.wecom_sync_run(requested_by="test").status == SyncRun.Status.DONE
     assert ExternalContact.objects.filter(match_status="matched").count() > 40
     with django_assert_max_num_queries(8):  # before: two queries per linked contact
-        assert contact_tags_sync(wecom_client()) == {"pulled": 0, "marked": 0, "mark_calls": 0}
+        assert contact_tags_sync(wecom_client()) == {"pulled": 0, "removed_here": 0, "marked": 0, "unmarked": 0, "mark_calls": 0}

@@ -156,3 +156,55 @@ def test_a_late_transfer_fail_for_an_unknown_item_is_ignored(client, wecom_sandb
                                        "ExternalUserID": "wmNobody"})
     event = process_now(CallbackEvent.objects.get())
     assert event.status == "ignored"
+
+
+@pytest.mark.django_db
+def test_a_refused_or_failed_handover_moves_the_client_back_with_the_reason(client, branch_manager, handover, takeover,
+                                                                          wecom_sandbox, same_branch_advisor):
+    sb = wecom_sandbox
+    wecom, _ = _clients(handover, 4)
+    sb.reseed_from_db()
+    refuses, limited, no_record, moved_on = wecom
+    task = Task.objects.create(customer=refuses, assignee=handover, title="回访", due_at=timezone.now())
+    client.force_login(branch_manager)
+    client.post(NEW, _data("on_job", handover, takeover))
+    transfer = Transfer.objects.get()
+    assert not Customer.objects.filter(advisor=handover).exists()
+    later_task = Task.objects.create(customer=refuses, assignee=takeover, title="接手后的新任务", due_at=timezone.now())
+
+    # the client refuses in WeCom: transfer_fail arrives (the sandbox gives the contact back to the handover)
+    pushed = sb.admin("transfers/result", {"external_userid": refuses.wecom_external_userid, "status": 3, "push": False})
+    assert pushed == {"ok": True}
+    post_event(client, sb, {"Event": "change_external_contact", "ChangeType": "transfer_fail",
+                            "FailReason": "customer_refused", "UserID": "wx_taking",
+                            "ExternalUserID": refuses.wecom_external_userid})
+    event = process_now(CallbackEvent.objects.get())
+    assert event.status == "done" and event.error == "已退回原投顾"
+    refuses.refresh_from_db()
+    task.refresh_from_db()
+    later_task.refresh_from_db()
+    assert refuses.advisor == handover and task.assignee == handover and later_task.assignee == takeover
+    item = TransferItem.objects.get(customer=refuses)
+    assert item.status == "refused" and item.reverted_at is not None
+    assert item.revert_note == "客户拒绝（customer_refused）；已退回原投顾 离职投顾"
+
+    # transfer_result: one at the takeover's limit, one without a record; the fourth was changed by hand meanwhile
+    sb.admin("transfers/result", {"external_userid": limited.wecom_external_userid, "status": 4, "push": False})
+    sb.admin("transfers/result", {"external_userid": no_record.wecom_external_userid, "status": 5})
+    sb.admin("transfers/result", {"external_userid": moved_on.wecom_external_userid, "status": 3, "push": False})
+    someone_else = same_branch_advisor
+    Customer.objects.filter(pk=moved_on.pk).update(advisor=someone_else)
+    transfers_poll()
+    advisors = dict(Customer.objects.filter(pk__in=[c.pk for c in wecom]).values_list("pk", "advisor_id"))
+    assert advisors == {refuses.pk: handover.pk, limited.pk: handover.pk, no_record.pk: handover.pk,
+                        moved_on.pk: someone_else.pk}
+    notes = dict(TransferItem.objects.values_list("customer_id", "revert_note"))
+    assert notes[limited.pk].startswith("接替人客户数已达上限") and notes[no_record.pk].startswith("失败（企业微信无接替记录）")
+    assert notes[moved_on.pk] == "客户拒绝；客户的投顾已另行变更，未退回"
+    assert TransferItem.objects.get(customer=moved_on).reverted_at is None
+    assert AuditLog.objects.filter(action="wecom.transfer_revert").count() == 3
+    transfers_poll()  # nothing twice
+    assert AuditLog.objects.filter(action="wecom.transfer_revert").count() == 3
+
+    page = client.get(f"/integrations/wecom/transfers/{transfer.pk}/").content.decode()
+    assert page.count("已退回原投顾 离职投顾") == 3 and "客户的投顾已另行变更，未退回" in page
