@@ -37,6 +37,7 @@ NAV_ITEMS = [
     NavItem("contact_ways", _("渠道活码"), "wecom:contact_ways", frozenset({Role.OPERATOR, Role.ADMIN})),
     NavItem("transfers", _("客户转接"), "wecom:transfers", frozenset({Role.BRANCH_MANAGER, Role.ADMIN})),
     NavItem("dashboard", _("看板"), "dashboards:index", MANAGERS | {Role.ADVISOR, Role.OPERATOR}),
+    NavItem("analyses", _("分析"), "dashboards:analyses_funnel", MANAGERS | {Role.OPERATOR}),
     NavItem("compliance", _("合规"), "compliance:index", frozenset({Role.COMPLIANCE, Role.ADMIN})),
     NavItem("integrations", _("集成"), "integrations:index", frozenset({Role.ADMIN})),
     NavItem("settings", _("设置"), "admin:index", frozenset({Role.ADMIN})),

@@ -8,13 +8,15 @@ pytestmark = pytest.mark.browser
 
 # what each role's sidebar must show (keys of core.navigation.NAV_ITEMS whose pages exist)
 EXPECTED_NAV = {
-    "advisor": {"home", "customers", "tasks", "groups"},
-    "branch_manager": {"home", "customers", "tasks", "tiers", "segments", "groups", "transfers"},
-    "hq_manager": {"home", "customers", "tiers", "segments"},
-    "operator": {"home", "customers", "tags", "tiers", "segments", "groups", "wecom", "contact_ways"},
+    "advisor": {"home", "customers", "tasks", "groups", "dashboard"},
+    "branch_manager": {"home", "customers", "tasks", "tiers", "segments", "groups", "transfers", "dashboard",
+                       "analyses"},
+    "hq_manager": {"home", "customers", "tiers", "segments", "dashboard", "analyses"},
+    "operator": {"home", "customers", "tags", "tiers", "segments", "sop", "groups", "wecom", "contact_ways",
+                 "dashboard", "analyses"},
     "compliance": {"home", "customers", "compliance"},
-    "admin": {"home", "customers", "tasks", "tags", "tiers", "segments", "groups", "wecom", "contact_ways",
-              "transfers", "compliance", "integrations", "settings"},
+    "admin": {"home", "customers", "tasks", "tags", "tiers", "segments", "sop", "groups", "wecom", "contact_ways",
+              "transfers", "dashboard", "analyses", "compliance", "integrations", "settings"},
 }
 
 
