@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
@@ -360,7 +361,7 @@ def journey_publish(request, sop_journey_id):
     return redirect("sop:journey_edit", sop_journey_id=journey.pk)
 
 
-STATUS_WORDS = {"paused": "暂停", "live": "恢复", "archived": "归档"}
+STATUS_WORDS = {"paused": gettext_lazy("暂停"), "live": gettext_lazy("恢复"), "archived": gettext_lazy("归档")}
 
 
 @login_required
