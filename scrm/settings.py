@@ -177,6 +177,19 @@ CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}, "sop.noop": {"queue
 CELERY_BEAT_SCHEDULE["sop.tick"] = {"task": "sop.tick", "schedule": SOP_TICK_SECONDS}
 CELERY_BEAT_SCHEDULE["sop.triggers_scan"] = {"task": "sop.triggers_scan", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["sop.calendar_check"] = {"task": "sop.calendar_check", "schedule": crontab(hour=7, minute=0)}
+# people analyses (dashboards/churn.py, advisors.py, sop_rollup.py): churn scores after the nightly tiers,
+# their backtest after them, the follow-up and SOP summaries every 10 minutes
+CELERY_BEAT_SCHEDULE["dashboards.churn_scores"] = {"task": "dashboards.churn_scores", "schedule": crontab(hour=3, minute=30)}
+CELERY_BEAT_SCHEDULE["dashboards.churn_backtest"] = {"task": "dashboards.churn_backtest",
+                                                     "schedule": crontab(hour=4, minute=30)}
+CELERY_BEAT_SCHEDULE["dashboards.people_summaries"] = {"task": "dashboards.people_summaries", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["sop.goals_measure"] = {"task": "sop.goals_measure", "schedule": 300.0}
+# analyses (dashboards/analyses/refresh.py): summary tables refreshed incrementally, rebuilt in full nightly
+CELERY_BEAT_SCHEDULE["dashboards.analyses_refresh"] = {"task": "dashboards.analyses_refresh", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["dashboards.analyses_rebuild.nightly"] = {
+    "task": "dashboards.analyses_refresh", "schedule": crontab(hour=3, minute=40), "kwargs": {"full": True}}
+# live dashboard counters (dashboards/live.py) rewritten from the database, so a Redis restart loses nothing
+CELERY_BEAT_SCHEDULE["dashboards.live_reconcile"] = {"task": "dashboards.live_reconcile", "schedule": 180.0}
 
 # --- auth --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"

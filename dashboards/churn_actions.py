@@ -1,0 +1,148 @@
+"""What the churn page does for at-risk clients: follow-up tasks for their advisors, or a running SOP journey.
+
+Both take either selected clients or "every high-risk client of one advisor", only within the actor's data
+scope, and are idempotent per day (Asia/Shanghai): a client gets at most one churn follow-up task a day, and
+enters a journey once a day at most (the enrollment's trigger key is ``churn:<date>``). Each call writes one
+audit row in its transaction.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from core.models import Role, User
+from core.scoping import scope_for
+from core.services import audit_record
+from dashboards.models import ChurnScore
+
+TASK_SOURCE = "churn"
+TASK_DUE_HOURS = 48
+MAX_SELECTED = 1000
+LOCK_KEY = 0x63687461736B
+
+
+def _error(code: str, message: str, field: str) -> ApplicationError:
+    return ApplicationError(code, message, [{"field": field, "message": message}])
+
+
+def _ids(raw) -> list[int]:
+    values = [str(v).strip() for v in (raw or []) if str(v).strip()]
+    if not all(v.isdigit() for v in values):
+        raise _error("invalid_customers", "客户编号无效", "customers")
+    if len(values) > MAX_SELECTED:
+        raise _error("too_many_customers", f"一次最多选择 {MAX_SELECTED} 位客户", "customers")
+    return sorted({int(v) for v in values})
+
+
+def advisor_in_scope(*, user, advisor_id) -> User:
+    """The advisor ``user`` may act for: themselves (advisor), one of their branch (branch manager), anyone (HQ)."""
+    raw = str(advisor_id or "").strip()
+    advisor = User.objects.filter(pk=int(raw), role=Role.ADVISOR).first() if raw.isdigit() else None
+    scope = scope_for(user)
+    allowed = advisor is not None and (
+        scope.everything or advisor.pk == scope.advisor_id
+        or (scope.branch_id is not None and scope.advisor_id is None and advisor.branch_id == scope.branch_id))
+    if not allowed:
+        raise _error("advisor_out_of_scope", "投顾不存在或不在您的数据范围内", "advisor")
+    return advisor
+
+
+def churn_targets(*, user, customer_ids=None, advisor_id=None) -> tuple[list[int], User | None]:
+    """Customer ids to act on: the selected ones (all must be scored and visible), else the advisor's high-risk ones."""
+    visible = ChurnScore.objects.visible_to(user)
+    ids = _ids(customer_ids)
+    if ids:
+        found = set(visible.filter(customer_id__in=ids).values_list("customer_id", flat=True))
+        if found != set(ids):
+            raise _error("customers_out_of_scope", "所选客户不存在、没有流失预警分或不在您的数据范围内", "customers")
+        return ids, None
+    if not str(advisor_id or "").strip():
+        raise _error("no_customers", "请先勾选客户，或选择一位投顾的全部高风险客户", "customers")
+    advisor = advisor_in_scope(user=user, advisor_id=advisor_id)
+    ids = list(visible.filter(level=ChurnScore.Level.HIGH, customer__advisor=advisor)
+               .order_by("customer_id").values_list("customer_id", flat=True))
+    if not ids:
+        raise _error("no_high_risk", f"{advisor} 名下没有高风险客户", "advisor")
+    return ids, advisor
+
+
+def _day_start(now: datetime) -> datetime:
+    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@transaction.atomic
+def churn_tasks_create(*, actor, customer_ids=None, advisor_id=None, now: datetime | None = None) -> dict:
+    """A follow-up task per target client for the client's advisor, due in 48 h, titled with the reasons.
+
+    Skips clients without an (active) advisor and clients who already got a churn task today. Returns
+    {"created", "already", "no_advisor", "customers"}."""
+    now = now or timezone.now()
+    ids, advisor = churn_targets(user=actor, customer_ids=customer_ids, advisor_id=advisor_id)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])  # two clicks at once still make one task
+        cur.execute("""
+            WITH target AS (
+                SELECT c.id, c.name, c.advisor_id, u.is_active, cs.score, cs.reasons
+                FROM unnest(%(ids)s::bigint[]) AS x(id)
+                JOIN customers_customer c ON c.id = x.id
+                JOIN dashboards_churnscore cs ON cs.customer_id = c.id
+                LEFT JOIN core_user u ON u.id = c.advisor_id
+            ),
+            fresh AS (
+                SELECT t.* FROM target t
+                WHERE t.is_active AND NOT EXISTS (
+                    SELECT 1 FROM customers_task k
+                    WHERE k.customer_id = t.id AND k.source = %(source)s AND k.created_at >= %(day)s)
+            ),
+            made AS (
+                INSERT INTO customers_task (customer_id, assignee_id, title, due_at, source, source_label, status,
+                                            outcome, outcome_note, created_at)
+                SELECT f.id, f.advisor_id, left('流失预警回访：' || f.name, 200), %(due)s, %(source)s,
+                       left('流失预警 ' || f.score || ' 分：'
+                            || coalesce((SELECT string_agg(r ->> 'label', '；') FROM jsonb_array_elements(f.reasons) r), ''),
+                            200),
+                       'open', '', '', %(now)s
+                FROM fresh f
+                RETURNING customer_id
+            )
+            SELECT (SELECT count(*) FROM made),
+                   (SELECT count(*) FROM target WHERE NOT coalesce(is_active, false)),
+                   (SELECT count(*) FROM target)
+        """, {"ids": ids, "source": TASK_SOURCE, "day": _day_start(now), "due": now + timedelta(hours=TASK_DUE_HOURS),
+              "now": now})
+        created, no_advisor, total = cur.fetchone()
+    result = {"created": created, "no_advisor": no_advisor, "already": total - created - no_advisor, "customers": total}
+    audit_record(actor=actor, action="churn.tasks_create", target_type="advisor" if advisor else "customers",
+                 target_id=str(advisor.pk) if advisor else "", details={**result, "customer_ids": ids[:200]})
+    return result
+
+
+def live_journeys():
+    from sop.models import Journey
+
+    return (Journey.objects.filter(status=Journey.Status.LIVE, live_version__isnull=False)
+            .select_related("live_version").order_by("name", "pk"))
+
+
+@transaction.atomic
+def churn_enroll(*, actor, journey_id, customer_ids=None, advisor_id=None, now: datetime | None = None) -> dict:
+    """Put the target clients into a running journey (hold-out applies as usual). Returns
+    {"journey", "entered", "customers"}; a client already in it or enrolled from here today is skipped."""
+    from customers.models import Customer
+    from sop.engine import enroll_queryset
+
+    now = now or timezone.now()
+    raw = str(journey_id or "").strip()
+    journey = live_journeys().filter(pk=int(raw)).first() if raw.isdigit() else None
+    if journey is None:
+        raise _error("journey_not_live", "请选择一个运行中的 SOP 旅程", "journey")
+    ids, advisor = churn_targets(user=actor, customer_ids=customer_ids, advisor_id=advisor_id)
+    customers = Customer.objects.visible_to(actor).filter(pk__in=ids)
+    entered = enroll_queryset(version=journey.live_version, customers=customers,
+                              trigger_key=f"churn:{timezone.localdate(now).isoformat()}", now=now)
+    result = {"journey": journey.name, "journey_id": journey.pk, "entered": entered, "customers": len(ids)}
+    audit_record(actor=actor, action="churn.sop_enroll", target_type="journey", target_id=str(journey.pk),
+                 details={**result, "advisor": advisor.pk if advisor else None, "customer_ids": ids[:200]})
+    return result
