@@ -124,6 +124,8 @@ class Customer(models.Model):
             # alone (id included, so tag/tier IN-lookups need no heap visit): bench/segments.py
             models.Index(fields=["risk_level", "total_assets", "id"], name="cust_risk_assets"),
             models.Index(fields=["lifecycle_stage", "id"], name="cust_lifecycle"),
+            # age conditions of segment rules (compiled to a birth_date range): index-only, joined to a tier / tag set
+            models.Index(fields=["birth_date", "id"], name="cust_birth"),
         ]
         constraints = [
             models.CheckConstraint(name="customer_risk_level_valid",
@@ -175,7 +177,8 @@ class Trade(models.Model):
         SELL = "sell", _("卖出")
 
     external_id = models.CharField(max_length=64, unique=True)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="trades")
+    # no index of its own: trade_customer_time_cover (customer, traded_at) leads with it
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="trades", db_index=False)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="trades")
     traded_at = models.DateTimeField(_("成交时间"))
     side = models.CharField(_("方向"), max_length=4, choices=Side.choices)
@@ -187,8 +190,13 @@ class Trade(models.Model):
         verbose_name = _("交易")
         verbose_name_plural = _("交易")
         indexes = [
-            models.Index(fields=["customer", "traded_at"], name="trade_customer_time"),
+            # per-customer trade windows (360° view, NOT EXISTS probes of segment rules): index-only with the
+            # product (type) and amount carried along
+            models.Index(fields=["customer", "traded_at"], include=["product", "amount"], name="trade_customer_time_cover"),
             models.Index(fields=["traded_at"], name="trade_time"),
+            # trade windows of segment rules / rule tags: product type → products, then the window, index-only
+            # (count by customer, sum of amount); rules without a product type use a skip scan over the products
+            models.Index(fields=["product", "traded_at", "customer"], include=["amount"], name="trade_product_time_cust"),
         ]
         constraints = [
             models.CheckConstraint(name="trade_side_valid", condition=models.Q(side__in=["buy", "sell"])),

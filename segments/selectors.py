@@ -7,7 +7,8 @@ segment and an advisor (who has no segments page) would see only their own clien
 
 from datetime import timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
@@ -59,12 +60,20 @@ def segments_visible_to(user):
 
 def segments_with_member_counts(user, *, archived: bool = False):
     """The user's visible segments (archived or not), each with ``visible_count``: its stored members within the
-    user's data scope (the list page and ``GET /api/v1/segments/``)."""
+    user's data scope (the list page and ``GET /api/v1/segments/``).
+
+    Firm-wide scope reads ``Segment.member_count``: membership changes only in a rebuild, which stores the size
+    in the same transaction, so the list never counts millions of member rows. A narrower scope counts each
+    segment's members in that scope with one correlated subquery (no join of every member of every segment)."""
     from core.scoping import scope_for
 
-    scope_q = scope_for(user).customer_q("members__customer__")
-    return (segments_visible_to(user).filter(archived=archived).select_related("branch")
-            .annotate(visible_count=Count("members", filter=scope_q, distinct=True)))
+    scope = scope_for(user)
+    segments = segments_visible_to(user).filter(archived=archived).select_related("branch")
+    if scope.everything:
+        return segments.annotate(visible_count=Coalesce("member_count", 0))
+    in_scope = (SegmentMember.objects.filter(segment_id=OuterRef("pk")).filter(scope.customer_q("customer__"))
+                .order_by().values("segment_id").annotate(n=Count("*")).values("n"))
+    return segments.annotate(visible_count=Coalesce(Subquery(in_scope, output_field=IntegerField()), 0))
 
 
 def segment_list(user, *, archived: bool = False, limit: int = 200, trend_days: int = 30) -> list[Segment]:

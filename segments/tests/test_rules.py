@@ -89,3 +89,27 @@ def test_bounds_still_let_real_ages_and_days_through(advisor):
     assert list(rule_queryset({"op": "and", "rules": [
         {"type": "attribute", "field": "age", "op": "between", "value": [100, 150]},
         {"type": "attribute", "field": "opened_days_ago", "op": "gte", "value": 30000}]})) == [old]
+
+
+def test_trade_rule_of_a_product_type_reads_the_products_by_id_and_a_type_without_products_still_rebuilds(advisor):
+    """A trade window on a product type names the type's product ids (the covering index's ranges); a type
+    without any product matches nobody — and a saved segment with it still rebuilds (its SQL is valid)."""
+    from segments.models import Segment
+    from segments.rules import rule_sql
+    from segments.services import segment_rebuild
+
+    now = timezone.now()
+    fund = ProductFactory(code="F9", type="fund")
+    buyer, idle = CustomerFactory(advisor=advisor), CustomerFactory(advisor=advisor)
+    TradeFactory(customer=buyer, product=fund, traded_at=now - timedelta(days=3), external_id="T-f9")
+    funds = {"type": "trades", "measure": "count", "op": "gte", "value": 1, "within_days": 30, "product_type": "fund"}
+    bonds = {**funds, "product_type": "bond"}
+    sql, params = rule_sql(funds, now=now)
+    assert "customers_product" not in sql and fund.pk in params
+    assert list(rule_queryset(funds)) == [buyer]
+    assert not rule_queryset(bonds).exists()
+    assert set(rule_queryset({**bonds, "op": "eq", "value": 0})) == {buyer, idle}
+    segment = Segment.objects.create(name="债券交易", rule=bonds)
+    assert segment_rebuild(segment_id=segment.pk).status == "done"
+    segment.refresh_from_db()
+    assert segment.member_count == 0

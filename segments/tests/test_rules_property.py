@@ -149,7 +149,7 @@ conditions = st.one_of(
                            "tag": st.sampled_from(TAGS)}),
     st.fixed_dictionaries({"type": st.just("trades"), "measure": st.sampled_from(["count", "amount"]), "op": COUNT_OPS,
                            "value": st.sampled_from([0, 1, 2, 1000, 5000]), "within_days": WINDOW},
-                          optional={"product_type": st.sampled_from(PRODUCT_TYPES)}),
+                          optional={"product_type": st.sampled_from([*PRODUCT_TYPES, "bond"])}),
     st.fixed_dictionaries({"type": st.just("events"), "event_type": st.sampled_from(EVENT_TYPES), "op": COUNT_OPS,
                            "value": st.sampled_from([0, 1, 2, 3]), "within_days": WINDOW}),
     st.fixed_dictionaries({"type": st.just("segment"), "op": st.sampled_from(["in", "not_in"]),

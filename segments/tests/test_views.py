@@ -94,6 +94,24 @@ def test_list_counts_members_within_the_viewer_scope(client, operator, branch_ma
     assert client.get(reverse("segments:detail", args=[sh_only.pk])).status_code == 404
 
 
+def test_firm_wide_list_reads_the_stored_size_instead_of_counting_members(client, operator, people):
+    """At firm scope the list shows Segment.member_count (written by the rebuild that changed the membership),
+    so the page never counts millions of member rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from segments.services import segment_rebuild
+
+    firm = _segment(name="全公司高风险")
+    segment_rebuild(segment_id=firm.pk)
+    client.force_login(operator)
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(reverse("segments:list")).content.decode()
+    row = html.split(f'data-segment-id="{firm.pk}"')[1].split("</tr>")[0]
+    assert 'data-testid="segment-count">2<' in row
+    assert not any("segments_segmentmember" in q["sql"] for q in queries.captured_queries)
+
+
 def test_archived_filter(client, operator):
     _segment(name="旧客群", archived=True)
     _segment(name="新客群")
