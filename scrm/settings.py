@@ -101,6 +101,10 @@ DATABASE_URL = env("DATABASE_URL", default="") or embedded.postgres_url()
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"].get("OPTIONS", {}).get("host"):  # unix socket directory given as ?host=
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
+# memory per sort/hash step of a query: segment counts with event windows aggregate millions of rows and spill to
+# disk at PostgreSQL's 4 MB default (bench/segments.py: events rule 3.0 s → 2.1 s at 32 MB)
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options["options"] = (_db_options.get("options", "") + f" -c work_mem={env.str('DATABASE_WORK_MEM', default='32MB')}").strip()
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0 if TESTING else 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
