@@ -103,6 +103,17 @@ def summaries_ensure() -> None:
     started = time.perf_counter()
     run = analyses_refresh()
     print(f"analyses refresh again ({run.mode}, nothing changed): {time.perf_counter() - started:.2f} s", flush=True)
+    from dashboards.churn import churn_backtest, churn_backtest_compute, churn_scores_compute
+    from dashboards.models import ChurnScore
+
+    if not ChurnScore.objects.exists():
+        started = time.perf_counter()
+        result = churn_scores_compute()
+        print(f"churn scores (nightly job, first run): {result} in {time.perf_counter() - started:.1f} s", flush=True)
+    if churn_backtest() is None:
+        started = time.perf_counter()
+        churn_backtest_compute()
+        print(f"churn backtest (nightly job): {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def main() -> None:
