@@ -188,6 +188,7 @@ CELERY_BEAT_SCHEDULE["dashboards.churn_backtest"] = {"task": "dashboards.churn_b
                                                      "schedule": crontab(hour=4, minute=30)}
 CELERY_BEAT_SCHEDULE["dashboards.people_summaries"] = {"task": "dashboards.people_summaries", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["sop.goals_measure"] = {"task": "sop.goals_measure", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["sop.delivery_reports"] = {"task": "sop.delivery_reports", "schedule": 60.0}
 # analyses (dashboards/analyses/refresh.py): summary tables refreshed incrementally, rebuilt in full nightly
 CELERY_BEAT_SCHEDULE["dashboards.analyses_refresh"] = {"task": "dashboards.analyses_refresh", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["dashboards.analyses_rebuild.nightly"] = {

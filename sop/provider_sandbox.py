@@ -9,6 +9,10 @@ after the send and retries never reaches the client twice.
 ``POST /v1/{sms|push}/send_batch`` (``Authorization: Bearer <token>``)
     ``{"messages": [{"idempotency_key": "...", "to": "<mobile or customer id>", "content": "..."}]}``
     → ``{"results": [{"idempotency_key", "message_id", "status": "accepted"|"duplicate"|"rejected", "error"}]}``
+``GET /v1/{sms|push}/reports?after=<cursor>&limit=<n>`` (same token): delivery reports (状态报告) in the order the
+    handsets answered, ``{"reports": [{"message_id", "idempotency_key", "status": "delivered"|"undelivered",
+    "at"}], "next": <cursor>}``; every accepted message is reported once, delivered unless its recipient was
+    made unreachable with ``POST /admin/unreachable`` ``{"to": [...]}``.
 ``POST /admin/fail`` ``{"count": N}``: the next N batches answer 503. ``GET /admin/state``: accepted
 messages per channel, duplicate resends, and every key seen. ``POST /admin/reset``.
 """
@@ -20,7 +24,9 @@ import json
 import os
 import re
 import threading
+from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from integrations.sandbox_http import JsonHandler, serve_in_thread, serve_until_interrupted
 
@@ -37,6 +43,8 @@ class ProviderSandbox:
     def reset(self):
         with self.lock:
             self.messages: dict[str, dict] = {}
+            self.reports: dict[str, list[dict]] = {"sms": [], "push": []}
+            self.unreachable: set[str] = set()
             self.duplicates = 0
             self.fail_next = 0
 
@@ -58,8 +66,17 @@ class ProviderSandbox:
                     continue
                 message_id = f"{channel}-{len(self.messages) + 1:09d}"
                 self.messages[key] = {"message_id": message_id, "channel": channel, "to": to, "content": content}
+                self.reports[channel].append({
+                    "message_id": message_id, "idempotency_key": key,
+                    "status": "undelivered" if to in self.unreachable else "delivered",
+                    "at": datetime.now(UTC).isoformat()})
                 results.append({"idempotency_key": key, "message_id": message_id, "status": "accepted"})
             return 200, {"results": results}
+
+    def delivery_reports(self, channel: str, after: int, limit: int) -> dict:
+        with self.lock:
+            page = self.reports[channel][after:after + limit]
+            return {"reports": page, "next": after + len(page)}
 
     def state(self) -> dict:
         with self.lock:
@@ -83,7 +100,20 @@ def _handler(sandbox: ProviderSandbox):
         def do_GET(self):
             if self.path == "/admin/state":
                 return self._answer(200, sandbox.state())
-            return self._answer(404, {"error": "not found"})
+            url = urlsplit(self.path)
+            match = re.fullmatch(r"/v1/(sms|push)/reports", url.path)
+            if not match:
+                return self._answer(404, {"error": "not found"})
+            if self.headers.get("Authorization") != f"Bearer {sandbox.token}":
+                return self._answer(401, {"error": "bad token"})
+            query = parse_qs(url.query)
+            try:
+                after, limit = int(query.get("after", ["0"])[0]), int(query.get("limit", ["1000"])[0])
+            except ValueError:
+                return self._answer(400, {"error": "after and limit are integers"})
+            if after < 0 or not 1 <= limit <= 1000:
+                return self._answer(400, {"error": "after >= 0, limit 1-1000"})
+            return self._answer(200, sandbox.delivery_reports(match.group(1), after, limit))
 
         def do_POST(self):
             body = self._body()
@@ -91,6 +121,10 @@ def _handler(sandbox: ProviderSandbox):
                 return self._answer(400, {"error": "body is not JSON"})
             if self.path == "/admin/reset":
                 sandbox.reset()
+                return self._answer(200, {"ok": True})
+            if self.path == "/admin/unreachable":
+                with sandbox.lock:
+                    sandbox.unreachable |= {str(t) for t in body.get("to", [])}
                 return self._answer(200, {"ok": True})
             if self.path == "/admin/fail":
                 sandbox.fail_next = int(body.get("count", 1))

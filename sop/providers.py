@@ -30,17 +30,39 @@ class ProviderResult:
     error: str = ""
 
 
+def _base() -> str:
+    base = settings.MESSAGING_BASE_URL.rstrip("/")
+    if not base:
+        raise ProviderUnavailable("未配置短信/推送服务（MESSAGING_BASE_URL）")
+    return base
+
+
+def _headers() -> dict:
+    return {"Authorization": f"Bearer {settings.MESSAGING_API_TOKEN}"}
+
+
+def delivery_reports(channel: str, *, after: int, limit: int = 1000) -> tuple[list[dict], int]:
+    """One page of the provider's delivery reports (状态报告) after ``after`` → (reports, next cursor)."""
+    path = {"sms": "sms", "app_push": "push"}[channel]
+    try:
+        response = _session.get(f"{_base()}/v1/{path}/reports", params={"after": after, "limit": limit},
+                                timeout=TIMEOUT, headers=_headers())
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(f"短信/推送服务无法连接：{exc.__class__.__name__}") from None
+    if response.status_code != 200:
+        raise ProviderUnavailable(f"短信/推送服务状态报告不可用（HTTP {response.status_code}）")
+    body = response.json()
+    return body.get("reports", []), int(body.get("next", after))
+
+
 def send_batch(channel: str, messages: list[dict]) -> dict[str, ProviderResult]:
     """``messages``: ``[{"idempotency_key", "to", "content"}]`` → results by idempotency key."""
     if not messages:
         return {}
     path = {"sms": "sms", "app_push": "push"}[channel]
-    base = settings.MESSAGING_BASE_URL.rstrip("/")
-    if not base:
-        raise ProviderUnavailable("未配置短信/推送服务（MESSAGING_BASE_URL）")
     try:
-        response = _session.post(f"{base}/v1/{path}/send_batch", json={"messages": messages}, timeout=TIMEOUT,
-                                 headers={"Authorization": f"Bearer {settings.MESSAGING_API_TOKEN}"})
+        response = _session.post(f"{_base()}/v1/{path}/send_batch", json={"messages": messages}, timeout=TIMEOUT,
+                                 headers=_headers())
     except requests.RequestException as exc:
         raise ProviderUnavailable(f"短信/推送服务无法连接：{exc.__class__.__name__}") from None
     if response.status_code >= 500:

@@ -7,12 +7,14 @@ Every count that comes from clients' rows (enrollments, step runs) is cut to the
 
 import math
 from collections import defaultdict
+from datetime import timedelta
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, OuterRef, Q, Subquery
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Q, Subquery
 from django.http import Http404
 
 from core.navigation import user_may_use
 from core.scoping import scope_for
+from customers.models import Touch
 from sop.definition import GOALS, MESSAGE_STEPS, TRIGGERS, successors
 from sop.models import Enrollment, Journey, JourneyVersion, MessageTemplate, StepRun, TemplateVersion
 
@@ -234,6 +236,18 @@ def journey_versions(journey: Journey) -> list[JourneyVersion]:
     return list(journey.versions.order_by("-number"))
 
 
+REPLY_WINDOW = timedelta(hours=48)
+NOT_REPLIES = ("wecom_add", "wecom_deleted")  # inbound touches that are WeCom bookkeeping, not a client's answer
+
+
+def _replied_after_touch() -> Exists:
+    """The client wrote back (an inbound touch) within 48 hours after the step's touch went out."""
+    return Exists(Touch.objects.filter(
+        customer_id=OuterRef("enrollment__customer_id"), direction=Touch.Direction.IN,
+        occurred_at__gt=OuterRef("touch__occurred_at"), occurred_at__lte=OuterRef("touch__occurred_at") + REPLY_WINDOW,
+    ).exclude(source__in=NOT_REPLIES))
+
+
 def journey_funnel(*, user, version: JourneyVersion) -> list[dict]:
     """Per step of ``version`` in flow order: entered, waiting (due/claimed/failed), done, delivered,
     replied, converted (the enrollment met its goal), blocked by reason, dead; one query."""
@@ -242,7 +256,7 @@ def journey_funnel(*, user, version: JourneyVersion) -> list[dict]:
             .annotate(n=Count("pk"),
                       sent=Count("pk", filter=Q(touch__status__in=SENT_TOUCH)),
                       delivered=Count("pk", filter=Q(touch__status__in=["delivered", "replied"])),
-                      replied=Count("pk", filter=Q(touch__status="replied")),
+                      replied=Count("pk", filter=Q(touch__status="replied") | Q(_replied_after_touch())),
                       converted=Count("pk", filter=Q(enrollment__goal_met_at__isnull=False))))
     stats = defaultdict(lambda: {"entered": 0, "waiting": 0, "claimed": 0, "done": 0, "sent": 0, "delivered": 0,
                                  "replied": 0, "converted": 0, "blocked": 0, "blocked_by": {}, "dead": 0,

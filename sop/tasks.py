@@ -54,3 +54,11 @@ def demo_seed() -> dict:
     from sop.demo import sop_demo_seed
 
     return sop_demo_seed()
+
+
+@shared_task(name="sop.delivery_reports", acks_late=True, ignore_result=True)
+def delivery_reports() -> dict:
+    """Every minute: the provider's delivery reports → touch statuses (sop/delivery.py)."""
+    from sop.delivery import delivery_reports_pull
+
+    return delivery_reports_pull()
