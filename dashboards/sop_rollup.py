@@ -4,7 +4,8 @@ did, and whether the journey beat its hold-out.
 Definitions:
 - enrolled: every enrollment (hold-out included); active / finished (completed or exited) / hold-out;
 - touches: message steps that produced a touch; sent = it went out (sent, delivered or replied), delivered,
-  replied = marked replied or an inbound touch from the client within 72 hours after it; blocked = step runs
+  replied = marked replied or an inbound touch from the client within 48 hours after it
+  (sop.selectors.REPLY_WINDOW; WeCom add/delete bookkeeping does not count); blocked = step runs
   the guards or a missing template/advisor stopped (with their reason); failed = dead step runs;
 - goal rate: enrollments whose goal was met (``goal_met_at``) over the treated ones (not hold-out), and the
   same for the hold-out; uplift = the difference in percentage points;
@@ -15,16 +16,17 @@ Precomputed per (journey, client's branch) by ``sop_rollup_refresh`` (Celery bea
 sums the rows of the viewer's scope.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.core.cache import cache
 from django.db import connection
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from sop.selectors import NOT_REPLIES, REPLY_WINDOW
+
 CACHE_KEY = "people:sop_rollup"
 CACHE_TTL = 24 * 3600
-REPLY_HOURS = 72
 COUNTS = ("enrolled", "active", "finished", "holdout", "treated", "treated_goal", "holdout_goal",
           "touches", "sent", "delivered", "replied", "blocked", "failed")
 
@@ -48,7 +50,8 @@ SELECT e.journey_id, c.branch_id,
        count(*) FILTER (WHERE t.status = 'replied' OR (t.status IN ('sent', 'delivered') AND EXISTS (
                   SELECT 1 FROM customers_touch i
                   WHERE i.customer_id = t.customer_id AND i.direction = 'in'
-                    AND i.occurred_at > t.occurred_at AND i.occurred_at <= t.occurred_at + %(reply)s))),
+                    AND i.occurred_at > t.occurred_at AND i.occurred_at <= t.occurred_at + %(reply)s
+                    AND i.source <> ALL(%(not_replies)s)))),
        count(*) FILTER (WHERE r.status = 'blocked'),
        count(*) FILTER (WHERE r.status = 'dead')
 FROM sop_steprun r
@@ -79,7 +82,7 @@ def sop_rollup_compute(*, now: datetime | None = None) -> dict:
         cur.execute(_ENROLLMENTS_SQL)
         for journey_id, branch_id, *values in cur.fetchall():
             row((journey_id, branch_id)).update(zip(COUNTS[:7], values, strict=True))
-        cur.execute(_STEPS_SQL, {"reply": timedelta(hours=REPLY_HOURS)})
+        cur.execute(_STEPS_SQL, {"reply": REPLY_WINDOW, "not_replies": list(NOT_REPLIES)})
         for journey_id, branch_id, *values in cur.fetchall():
             row((journey_id, branch_id)).update(zip(COUNTS[7:], values, strict=True))
         cur.execute(_BLOCK_REASONS_SQL)
