@@ -377,7 +377,8 @@ def _labels():
                 "is_true": _("是"), "is_false": _("否"), "has": _("有"), "has_not": _("没有"),
                 "member": _("在群内"), "not_member": _("不在群内"), "entered": _("进入"), "left": _("离开")},
         "types": {"attribute": _("客户属性"), "tag": _("标签"), "tier": _("价值分层"), "tier_change": _("分层变化"),
-                  "trades": _("交易"), "events": _("行为事件"), "group": _("社群"), "segment": _("其他客群")},
+                  "trades": _("交易"), "events": _("行为事件"), "group": _("社群"), "segment": _("其他客群"),
+                  "signup_date": _("注册日期")},
         "fields": {"risk_level": _("风险等级"), "gender": _("性别"), "region": _("地区"), "occupation": _("职业"),
                    "branch": _("营业部"), "advisor": _("投顾"), "lifecycle_stage": _("生命周期"),
                    "funnel_stage": _("开户进度"), "channel": _("开户渠道"), "utm_source": "utm_source",
@@ -400,6 +401,8 @@ def condition_view(node: dict, *, principal, labels: dict, context: dict) -> dic
     kind = node.get("type")
     view = {"kind": kind, "type_choices": [(t, labels["types"][t]) for t in CONDITION_TYPES
                                            if t in context["available_types"] or t == kind]}
+    if kind not in CONDITION_TYPES:  # a condition another area added (e.g. the funnel's sign-up dates): kept as is
+        view["type_choices"].insert(0, (kind, labels["types"].get(kind, kind)))
     if kind == "attribute":
         field = node.get("field")
         fkind = rule_lang.ATTRIBUTE_FIELDS.get(field, ("text", None))[0]
@@ -447,7 +450,7 @@ def condition_view(node: dict, *, principal, labels: dict, context: dict) -> dic
     elif kind == "segment":
         view.update(ops=_op_choices(["in", "not_in"], labels), segments=context["segments"])
     else:
-        view.update(ops=[], unknown=True)
+        view.update(ops=[], unknown=True, summary=rule_summary({k: v for k, v in node.items() if k != "not"}))
     return view
 
 

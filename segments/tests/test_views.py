@@ -167,6 +167,24 @@ def test_builder_shows_the_error_path_and_highlights_the_node(client, operator, 
     assert "border-danger" in node
 
 
+def test_a_condition_added_by_another_area_survives_the_builder(client, operator):
+    """The funnel's drop-outs segment carries a sign-up date condition the editor has no form for: editing the
+    rest of the rule keeps it, shown read-only in words."""
+    client.force_login(operator)
+    signup = {"type": "signup_date", "op": "between", "value": ["2026-01-01", "2026-06-30"]}
+    rule = {"op": "and", "rules": [C45["rules"][0], signup]}
+    html = _builder_post(client, rule, **{"f:$.rules[1]:_present": "1", "f:$.rules[1]:type": "signup_date",
+                                          "f:$.rules[0]:_present": "1", "f:$.rules[0]:type": "attribute",
+                                          "f:$.rules[0]:field": "risk_level", "f:$.rules[0]:op": "in",
+                                          "f:$.rules[0]:value": ["C5"]}).content.decode()
+    kept = json.loads(html.split('name="rule" value="')[1].split('"')[0].replace("&quot;", '"'))
+    assert kept["rules"][1] == signup and kept["rules"][0]["value"] == ["C5"]
+    assert "注册日期 介于 2026-01-01、2026-06-30" in html.split('data-testid="cond-readonly">')[1]
+    # its type stays selected, so the next htmx round trip posts it back instead of the first type offered
+    row = html.split('data-path="$.rules[1]"')[1].split('data-testid="cond-type"')[1].split("</select>")[0]
+    assert '<option value="signup_date" selected>' in row
+
+
 def test_changing_a_condition_type_starts_it_over(client, operator):
     client.force_login(operator)
     html = _builder_post(client, C45, **{"f:$.rules[0]:_present": "1",
