@@ -377,3 +377,42 @@ def step_run_get_for_user(*, user, step_run_id: int) -> StepRun:
     if run is None:
         raise Http404("no such step run")
     return run
+
+
+# --- message templates and their approval (sop/views_content.py, sop/views_compliance.py) -----------
+
+def template_rows():
+    """Every template with its latest version's number and status and the version journeys send."""
+    latest = TemplateVersion.objects.filter(template=OuterRef("pk")).order_by("-number")
+    approved = latest.filter(status=TemplateVersion.Status.APPROVED)
+    labels = dict(TemplateVersion.Status.choices)
+    templates = (MessageTemplate.objects.annotate(
+        latest_number=Subquery(latest.values("number")[:1]), latest_status=Subquery(latest.values("status")[:1]),
+        approved_number=Subquery(approved.values("number")[:1])).order_by("name", "pk"))
+    return [{"t": t, "status_label": labels.get(t.latest_status, "—")} for t in templates]
+
+
+def approval_queue(*, user) -> list[dict]:
+    """Versions waiting for compliance, oldest first, each with today's lint, the version in use before it
+    and the text one client would receive; a fixed number of queries whatever the queue's length."""
+    from sop.templates_lint import forbidden_phrases, preview_customer, template_lint, template_preview
+    from tagging.tiers import tier_definitions
+
+    pending = list(TemplateVersion.objects.filter(status=TemplateVersion.Status.PENDING)
+                   .select_related("template", "product", "created_by").order_by("created_at", "pk"))
+    approved: dict[int, list] = defaultdict(list)
+    for v in (TemplateVersion.objects.filter(template_id__in={p.template_id for p in pending},
+                                             status=TemplateVersion.Status.APPROVED).order_by("number")):
+        approved[v.template_id].append(v)
+    customer = preview_customer(user) if pending else None
+    phrases = forbidden_phrases()
+    tier_labels = {c: d.label for c, d in tier_definitions().items()} if pending else {}
+    items = []
+    for v in pending:
+        findings = template_lint(v.body, v.product, phrases=phrases)
+        previous = next((a for a in reversed(approved[v.template_id]) if a.number < v.number), None)
+        sample = {} if findings else template_preview(
+            body=v.body, product=v.product, user=user, customer=customer, phrases=phrases, tier_labels=tier_labels)
+        items.append({"v": v, "findings": findings, "previous": previous, "sample": sample,
+                      "own": v.created_by_id == user.pk})
+    return items

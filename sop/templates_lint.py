@@ -31,12 +31,17 @@ def template_variables(body: str) -> list[str]:
                                [{"field": "body", "message": str(exc)}]) from None
 
 
-def template_lint(body: str, product=None) -> list[dict]:
+def forbidden_phrases() -> list[str]:
+    return list(ForbiddenPhrase.objects.filter(active=True).values_list("phrase", flat=True))
+
+
+def template_lint(body: str, product=None, *, phrases: list[str] | None = None) -> list[dict]:
     """Findings: ``{"kind": "forbidden"|"risk_disclosure"|"variable", "text", "message"}``; a forbidden
-    phrase also carries ``start``/``end`` (character offsets of its first occurrence in ``body``)."""
+    phrase also carries ``start``/``end`` (character offsets of its first occurrence in ``body``).
+    ``phrases`` (forbidden_phrases()) spares the query when many bodies are linted."""
     findings = []
     lowered = body.lower()
-    for phrase in ForbiddenPhrase.objects.filter(active=True).values_list("phrase", flat=True):
+    for phrase in forbidden_phrases() if phrases is None else phrases:
         start = lowered.find(phrase.lower())
         if start >= 0:
             findings.append({"kind": "forbidden", "text": phrase, "start": start, "end": start + len(phrase),
@@ -157,19 +162,27 @@ def template_review(*, actor, version: TemplateVersion, approve: bool, note: str
     return version
 
 
-def template_preview(*, body: str, product=None, user) -> dict:
-    """The lint findings and the text rendered for the first client ``user`` may see (none when the
-    body does not parse or names an unknown variable)."""
+def preview_customer(user):
+    """The client a template is shown rendered for: the first one ``user`` may see."""
     from customers.models import Customer
 
+    return Customer.objects.visible_to(user).select_related("advisor", "branch", "tier").order_by("pk").first()
+
+
+def template_preview(*, body: str, product=None, user, customer=None, phrases=None, tier_labels=None) -> dict:
+    """The lint findings and the text rendered for ``customer`` or else the first client ``user`` may see
+    (none when the body does not parse or names an unknown variable)."""
+
     try:
-        findings = template_lint(body or "", product)
+        findings = template_lint(body or "", product, phrases=phrases)
     except ApplicationError as exc:
         return {"findings": [{"kind": "variable", "text": "", "message": exc.message}], "text": "", "customer": None}
-    customer = (Customer.objects.visible_to(user).select_related("advisor", "branch", "tier").order_by("pk").first())
+    if customer is None:
+        customer = preview_customer(user)
     text = ""
     if customer is not None and body and not any(f["kind"] == "variable" for f in findings):
-        text = template_render(TemplateVersion(body=body, product=product), customer=customer, advisor=customer.advisor)
+        text = template_render(TemplateVersion(body=body, product=product), customer=customer, advisor=customer.advisor,
+                               tier_labels=tier_labels)
     return {"findings": findings, "text": text, "customer": customer}
 
 

@@ -21,9 +21,10 @@ from core.forms import form_add_application_error
 from core.services import audit_record
 from integrations.wecom.access import require_nav
 from sop import content_services as cs
+from sop import selectors
 from sop.forms_content import BlockedFilterForm, GuardPolicyForm, PhraseForm, ReviewForm
 from sop.models import ForbiddenPhrase, TemplateVersion
-from sop.templates_lint import template_highlight, template_lint, template_preview, template_review
+from sop.templates_lint import template_highlight, template_review
 
 
 def _require_compliance(user) -> None:
@@ -47,17 +48,12 @@ def _diff_html(old: str, new: str):
 
 
 def _queue_items(user, forms: dict | None = None) -> list[dict]:
-    pending = list(TemplateVersion.objects.filter(status=TemplateVersion.Status.PENDING)
-                   .select_related("template", "product", "created_by").order_by("created_at", "pk"))
-    items = []
-    for v in pending:
-        findings = template_lint(v.body, v.product)
-        previous = (TemplateVersion.objects.filter(template=v.template_id, status=TemplateVersion.Status.APPROVED,
-                                                   number__lt=v.number).order_by("-number").first())
-        sample = template_preview(body=v.body, product=v.product, user=user) if not findings else {}
-        items.append({"v": v, "findings": findings, "body": template_highlight(v.body, findings), "sample": sample,
-                      "previous": previous, "diff": _diff_html(previous.body, v.body) if previous else None,
-                      "own": v.created_by_id == user.pk, "form": (forms or {}).get(v.pk) or ReviewForm()})
+    items = selectors.approval_queue(user=user)
+    for item in items:
+        v, previous = item["v"], item["previous"]
+        item.update(body=template_highlight(v.body, item["findings"]),
+                    diff=_diff_html(previous.body, v.body) if previous else None,
+                    form=(forms or {}).get(v.pk) or ReviewForm())
     return items
 
 

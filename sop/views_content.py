@@ -6,7 +6,6 @@ from datetime import date, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_POST
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
 from integrations.wecom.access import require_nav
-from sop import content_services
+from sop import content_services, selectors
 from sop.calendar import calendar_month, calendar_reseed, calendar_status, trading_day_set
 from sop.forms_content import TemplateForm, TradingDayForm
 from sop.models import MessageTemplate, TemplateVersion
@@ -33,13 +32,7 @@ def _require_sop(user) -> None:
 @login_required
 def template_list(request):
     _require_sop(request.user)
-    latest = TemplateVersion.objects.filter(template=OuterRef("pk")).order_by("-number")
-    approved = latest.filter(status=TemplateVersion.Status.APPROVED)
-    templates = (MessageTemplate.objects.annotate(
-        latest_number=Subquery(latest.values("number")[:1]), latest_status=Subquery(latest.values("status")[:1]),
-        approved_number=Subquery(approved.values("number")[:1])).order_by("name", "pk"))
-    labels = dict(TemplateVersion.Status.choices)
-    rows = [{"t": t, "status_label": labels.get(t.latest_status, "—")} for t in templates]
+    rows = selectors.template_rows()
     return render(request, "sop/content/template_list.html", {"rows": rows})
 
 

@@ -118,6 +118,24 @@ def test_compliance_sees_the_queue_with_product_risk_and_diff_and_approves(clien
     assert "基金推荐 v2" in client.get("/sop/compliance/approvals/").content.decode()  # in the history
 
 
+def test_the_queue_takes_the_same_number_of_queries_however_long_it_is(client, operator, compliance, advisor):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    CustomerFactory(advisor=advisor)
+    client.force_login(compliance)
+
+    def queries_with(n):
+        for i in range(n):
+            template_save(actor=operator, template=None, name=f"问候{len(TemplateVersion.objects.all())}-{i}",
+                          channel="sms", body="{name}您好，我是您的投顾{advisor}。")
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/sop/compliance/approvals/").status_code == 200
+        return len(captured)
+
+    assert queries_with(1) == queries_with(4)
+
+
 def test_a_rejection_needs_a_note_and_changes_nothing_without_it(client, operator, compliance):
     version = template_save(actor=operator, template=None, name="x", channel="sms", body="{name}您好")
     client.force_login(compliance)
