@@ -377,8 +377,7 @@ def _labels():
                 "is_true": _("是"), "is_false": _("否"), "has": _("有"), "has_not": _("没有"),
                 "member": _("在群内"), "not_member": _("不在群内"), "entered": _("进入"), "left": _("离开")},
         "types": {"attribute": _("客户属性"), "tag": _("标签"), "tier": _("价值分层"), "tier_change": _("分层变化"),
-                  "trades": _("交易"), "events": _("行为事件"), "group": _("社群"), "segment": _("其他客群"),
-                  "signup_date": _("注册日期")},
+                  "trades": _("交易"), "events": _("行为事件"), "group": _("社群"), "segment": _("其他客群")},
         "fields": {"risk_level": _("风险等级"), "gender": _("性别"), "region": _("地区"), "occupation": _("职业"),
                    "branch": _("营业部"), "advisor": _("投顾"), "lifecycle_stage": _("生命周期"),
                    "funnel_stage": _("开户进度"), "channel": _("开户渠道"), "utm_source": "utm_source",
@@ -394,6 +393,12 @@ def _op_choices(codes, labels):
     return [(c, labels["ops"].get(c, c)) for c in codes]
 
 
+def _type_label(kind, labels: dict) -> str:
+    """A condition type's name: the builder's own, or the one the area that added the type registered."""
+    extension = rule_lang.CONDITION_EXTENSIONS.get(kind)
+    return str(labels["types"].get(kind) or (extension[2] if extension else kind))
+
+
 def condition_view(node: dict, *, principal, labels: dict, context: dict) -> dict:
     """Everything one condition row's editor needs: its kind, the ops and value choices it offers."""
     from customers.models import EVENT_TYPE_LABELS, PRODUCT_TYPE_LABELS
@@ -402,7 +407,7 @@ def condition_view(node: dict, *, principal, labels: dict, context: dict) -> dic
     view = {"kind": kind, "type_choices": [(t, labels["types"][t]) for t in CONDITION_TYPES
                                            if t in context["available_types"] or t == kind]}
     if kind not in CONDITION_TYPES:  # a condition another area added (e.g. the funnel's sign-up dates): kept as is
-        view["type_choices"].insert(0, (kind, labels["types"].get(kind, kind)))
+        view["type_choices"].insert(0, (kind, _type_label(kind, labels)))
     if kind == "attribute":
         field = node.get("field")
         fkind = rule_lang.ATTRIBUTE_FIELDS.get(field, ("text", None))[0]
@@ -542,5 +547,5 @@ def rule_summary(rule, *, depth: int = 0) -> str:
         to = f"至 {'、'.join(rule['to'])}" if rule.get("to") else ""
         body = f"近 {rule.get('within_days')} 天分层{direction}{to}"
     else:
-        body = f"{labels['types'].get(kind, kind)} {op} {value_text}".strip()
+        body = f"{_type_label(kind, labels)} {op} {value_text}".strip()
     return f"{neg}{body}"

@@ -296,7 +296,7 @@ CONDITION_KEYS = {
     "tier_change": {"direction", "to", "within_days"},
 }
 
-# Later areas add condition types: CONDITION_EXTENSIONS[type] = (validator, compiler)
+# Later areas add condition types: CONDITION_EXTENSIONS[type] = (validator, compiler, label shown in the builder)
 CONDITION_EXTENSIONS: dict = {}
 
 

@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from core.errors import ApplicationError
 from customers.models import FUNNEL_ORDER, FunnelStage
@@ -90,7 +91,7 @@ def signup_rule_register() -> None:
     signed up (entered the opening funnel, Customer.created_at) between two dates, inclusive, Beijing time."""
     from segments.rules import CONDITION_EXTENSIONS
 
-    CONDITION_EXTENSIONS[SIGNUP_RULE_TYPE] = (_signup_validate, _signup_compile)
+    CONDITION_EXTENSIONS[SIGNUP_RULE_TYPE] = (_signup_validate, _signup_compile, gettext_lazy("注册日期"))
 
 
 def dropouts_rule(*, stage: str, filters: Filters) -> dict:
