@@ -57,23 +57,15 @@ def _csv_error(error: str):
 
 # --- funnel --------------------------------------------------------------------------------------
 
-def _funnel(request, *, as_csv=False):
+@login_required
+@require_GET
+def funnel_page(request, as_csv=False):
+    """The page, or its table as CSV (the ``.csv`` URL passes ``as_csv``)."""
     require_analyses(request.user)
     form = FilterForm(request.GET, user=request.user)
     return _render(request, page="funnel", form=form, extra_error=None, build=funnel.funnel_report,
                    csv_rows=funnel.funnel_csv_rows, csv_name="opening-funnel", as_csv=as_csv)
 
-
-@login_required
-@require_GET
-def funnel_page(request):
-    return _funnel(request)
-
-
-@login_required
-@require_GET
-def funnel_csv(request):
-    return _funnel(request, as_csv=True)
 
 
 @login_required
@@ -100,7 +92,9 @@ def funnel_dropouts(request):
 
 # --- cohorts -------------------------------------------------------------------------------------
 
-def _cohorts(request, *, as_csv=False):
+@login_required
+@require_GET
+def cohorts_page(request, as_csv=False):
     require_analyses(request.user)
     measure, error = _choice(request, "measure", cohorts.MEASURES, "traded")
     form = FilterForm(request.GET, user=request.user, default_months=12)
@@ -110,21 +104,12 @@ def _cohorts(request, *, as_csv=False):
                    context={"measure": measure, "measures": [(k, str(v)) for k, v in cohorts.MEASURES.items()]})
 
 
-@login_required
-@require_GET
-def cohorts_page(request):
-    return _cohorts(request)
-
-
-@login_required
-@require_GET
-def cohorts_csv(request):
-    return _cohorts(request, as_csv=True)
-
 
 # --- magic number --------------------------------------------------------------------------------
 
-def _magic(request, *, as_csv=False):
+@login_required
+@require_GET
+def magic_page(request, as_csv=False):
     require_analyses(request.user)
     behaviour, error = _choice(request, "behaviour", magic.BEHAVIOURS, "news")
     outcome, error2 = _choice(request, "outcome", magic.OUTCOMES, "second_trade")
@@ -138,37 +123,17 @@ def _magic(request, *, as_csv=False):
                             "outcomes": [(k, str(v)) for k, v in magic.OUTCOMES.items()]})
 
 
-@login_required
-@require_GET
-def magic_page(request):
-    return _magic(request)
-
-
-@login_required
-@require_GET
-def magic_csv(request):
-    return _magic(request, as_csv=True)
-
 
 # --- channels ------------------------------------------------------------------------------------
 
-def _channels(request, *, as_csv=False):
+@login_required
+@require_GET
+def channels_page(request, as_csv=False):
     require_analyses(request.user)
     form = FilterForm(request.GET, user=request.user, default_months=12)
     return _render(request, page="channels", form=form, extra_error=None, build=channels.channel_report,
                    csv_rows=channels.channel_csv_rows, csv_name="channel-evaluation", as_csv=as_csv)
 
-
-@login_required
-@require_GET
-def channels_page(request):
-    return _channels(request)
-
-
-@login_required
-@require_GET
-def channels_csv(request):
-    return _channels(request, as_csv=True)
 
 
 # --- refresh -------------------------------------------------------------------------------------
