@@ -201,8 +201,8 @@ def definition_step_delete(definition: dict, *, step_id: str) -> dict:
 
 # --- dead letters --------------------------------------------------------------------------------
 
-def step_run_retry(*, actor, step_run: StepRun) -> StepRun:
-    """Put a dead-lettered step run back in the queue (due now, attempts reset); audited. The idempotency
+def step_run_retry(*, actor, step_run: StepRun, now=None) -> StepRun:
+    """Put a dead-lettered step run back in the queue (due ``now``, attempts reset); audited. The idempotency
     key is unchanged, so a touch the provider already accepted is not sent twice."""
     with transaction.atomic():
         run = StepRun.objects.select_for_update().select_related("enrollment__journey").get(pk=step_run.pk)
@@ -211,7 +211,7 @@ def step_run_retry(*, actor, step_run: StepRun) -> StepRun:
         if run.enrollment.journey.status == Journey.Status.ARCHIVED or run.enrollment.status == Enrollment.Status.EXITED:
             raise ApplicationError("journey_archived", "旅程已归档或客户已退出，不能重试")
         previous_error = run.error
-        run.status, run.attempts, run.due_at = StepRun.Status.DUE, 0, timezone.now()
+        run.status, run.attempts, run.due_at = StepRun.Status.DUE, 0, now or timezone.now()
         run.error, run.claimed_at, run.finished_at = "", None, None
         run.save(update_fields=["status", "attempts", "due_at", "error", "claimed_at", "finished_at"])
         audit_record(actor=actor, action="sop.step_run_retried", target_type="step_run", target_id=str(run.pk),

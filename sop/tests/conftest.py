@@ -1,8 +1,9 @@
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
 from customers.tests.factories import CustomerFactory
+from sop.tests.test_engine import NOON
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def client_of(advisor):
     def make(n=0, **kwargs):
         mobile = kwargs.pop("mobile", f"1390000{n:04d}")
         kwargs.setdefault("risk_level", "C3")
-        kwargs.setdefault("risk_assessed_at", date.today() - timedelta(days=30))
+        kwargs.setdefault("risk_assessed_at", NOON.date() - timedelta(days=30))  # the engine runs at NOON
         return CustomerFactory(advisor=advisor, mobile=mobile, **kwargs)
 
     return make

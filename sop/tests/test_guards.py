@@ -1,6 +1,6 @@
 """Every touch passes the guards; a blocked touch is recorded with its reason, never dropped."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -24,7 +24,7 @@ def test_suitability_blocks_products_above_the_clients_level_or_with_an_expired_
     journey = sop_kit["publish"]([{"id": "a", "type": "sms", "template": sop_kit["fund_sms"].template_id}])
     c3 = client_of(1, risk_level="C3")
     c4 = client_of(2, risk_level="C4")
-    c5_expired = client_of(3, risk_level="C5", risk_assessed_at=date.today() - timedelta(days=365 * 3))
+    c5_expired = client_of(3, risk_level="C5", risk_assessed_at=NOON.date() - timedelta(days=365 * 3))
     runs = run_one(journey, [c3, c4, c5_expired])
     assert (runs[c3.pk].status, runs[c3.pk].block_reason) == ("blocked", "suitability_level")
     assert (runs[c5_expired.pk].status, runs[c5_expired.pk].block_reason) == ("blocked", "suitability_expired")

@@ -7,6 +7,7 @@ import math
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -223,7 +224,8 @@ def test_results_count_what_the_engine_did(client, operator, provider, sop_kit, 
     # the dead letter is retried: due again, attempts reset, audited, and the engine runs it
     dead = runs.get(status="dead")
     assert dead.enrollment.customer == bad_number
-    response = client.post(reverse("sop:journey_step_run_retry", args=[dead.pk]))
+    with time_machine.travel(NOON + timedelta(seconds=30), tick=False):  # the retry is due "now": the operator's clock
+        response = client.post(reverse("sop:journey_step_run_retry", args=[dead.pk]))
     assert response.status_code == 302
     dead.refresh_from_db()
     assert (dead.status, dead.attempts, dead.error) == ("due", 0, "")
