@@ -30,6 +30,7 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 REPLAY_DAYS = 14
+DEMO_CALENDAR_AHEAD_DAYS = 60
 TICK = timedelta(minutes=30)
 LOCK_KEY = 0x736F7064656D6F  # "sopdemo"
 
@@ -194,6 +195,7 @@ def _history_providers():
 def sop_demo_seed(*, now: datetime | None = None, days: int = REPLAY_DAYS) -> dict:
     """Create and replay the demo journeys that do not exist yet (by name); see the module docstring."""
     from customers.models import Customer
+    from sop.calendar import calendar_demo_extend
     from sop.demo_world import Replay
     from sop.goals import goals_measure
     from sop.models import Journey
@@ -219,6 +221,10 @@ def sop_demo_seed(*, now: datetime | None = None, days: int = REPLAY_DAYS) -> di
             journey.refresh_from_db()
             journeys[name] = journey
         segment = _wake_segment(operator) if WAKE in journeys else None
+        # the replay waits for trading days: where the real calendar is not known yet (past the library's data,
+        # before the operators import a notice), the demo lends itself weekdays, marked as the demo's
+        calendar_demo_extend(first=timezone.localdate(now) - timedelta(days=days + 1),
+                             last=timezone.localdate(now) + timedelta(days=DEMO_CALENDAR_AHEAD_DAYS))
         with _history_providers() as sandbox:
             replay = Replay(journeys=journeys, start=now - timedelta(days=days), now=now, segment=segment)
             replay.run()

@@ -112,3 +112,34 @@ class TradingDayForm(forms.Form):
     is_open = forms.TypedChoiceField(label=_("状态"), coerce=lambda v: v == "1",
                                      choices=[("1", _("交易日")), ("0", _("休市"))])
     note = forms.CharField(label=_("说明"), max_length=100)
+
+
+class CalendarNoticeForm(forms.Form):
+    """The exchange's holiday notice for one year: pasted, or a small text file."""
+
+    MAX_FILE_BYTES = 64 * 1024
+
+    year = forms.IntegerField(label=_("年份"), min_value=1990, max_value=2200)
+    text = forms.CharField(label=_("休市安排"), required=False, widget=forms.Textarea(attrs={"rows": 8}),
+                           help_text=_("每行一段休市日期，可附名称，如 2027-02-05~2027-02-12 春节；也可直接粘贴交易所通知原文。"))
+    file = forms.FileField(label=_("或上传文本文件"), required=False)
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("file")
+        if upload:
+            if upload.size > self.MAX_FILE_BYTES:
+                self.add_error("file", _("文件过大（最多 64 KB）"))
+                return data
+            raw = upload.read()
+            for encoding in ("utf-8-sig", "gb18030"):
+                try:
+                    data["text"] = raw.decode(encoding)
+                    break
+                except UnicodeDecodeError:
+                    continue
+            else:
+                self.add_error("file", _("无法识别文件编码，请保存为 UTF-8 文本"))
+        if not (data.get("text") or "").strip() and not self.errors:
+            self.add_error("text", _("请粘贴休市安排或上传文件"))
+        return data

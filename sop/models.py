@@ -20,6 +20,8 @@ class TradingDay(models.Model):
     class Source(models.TextChoices):
         LIBRARY = "exchange_calendars", _("exchange-calendars")
         MANUAL = "manual", _("人工维护")
+        NOTICE = "notice", _("交易所休市安排")
+        DEMO = "demo", _("演示数据生成")
 
     day = models.DateField(_("日期"), primary_key=True)
     is_open = models.BooleanField(_("交易日"))

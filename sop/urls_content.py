@@ -14,6 +14,7 @@ urlpatterns = [
     path("calendar/", views_content.calendar_page, name="calendar"),
     path("calendar/day/", views_content.calendar_day_set, name="calendar_day_set"),
     path("calendar/seed/", views_content.calendar_seed_view, name="calendar_seed"),
+    path("calendar/import/", views_content.calendar_import, name="calendar_import"),
     path("tasks/<int:sop_wecom_task_id>/sent/", views_content.wecom_task_sent, name="wecom_task_sent"),
     path("tasks/<int:sop_wecom_skip_task_id>/skip/", views_content.wecom_task_skip, name="wecom_task_skip"),
     path("compliance/approvals/", views_compliance.approvals, name="approvals"),

@@ -17,8 +17,15 @@ from core.errors import ApplicationError
 from core.forms import form_add_application_error
 from integrations.wecom.access import require_nav
 from sop import content_services, selectors
-from sop.calendar import calendar_month, calendar_reseed, calendar_status, trading_day_set
-from sop.forms_content import TemplateForm, TradingDayForm
+from sop.calendar import (
+    calendar_month,
+    calendar_notice_apply,
+    calendar_notice_parse,
+    calendar_reseed,
+    calendar_status,
+    trading_day_set,
+)
+from sop.forms_content import CalendarNoticeForm, TemplateForm, TradingDayForm
 from sop.models import MessageTemplate, TemplateVersion
 from sop.templates_lint import VARIABLES, template_highlight, template_preview, template_save, template_submit
 
@@ -130,12 +137,14 @@ def _month_arg(value: str | None) -> date:
         return today.replace(day=1)
 
 
-def _calendar_context(request, month: date, form=None) -> dict:
+def _calendar_context(request, month: date, form=None, notice_form=None, notice=None) -> dict:
     prev_month = (month.replace(day=1) - timedelta(days=1)).replace(day=1)
     next_month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return {"month": month, "weeks": calendar_month(month.year, month.month), "status": calendar_status(),
+    status = calendar_status()
+    return {"month": month, "weeks": calendar_month(month.year, month.month), "status": status,
             "prev": prev_month, "next": next_month, "today": timezone.localdate(),
-            "form": form or TradingDayForm(initial={"day": timezone.localdate()})}
+            "form": form or TradingDayForm(initial={"day": timezone.localdate()}),
+            "notice_form": notice_form or CalendarNoticeForm(initial={"year": status["next_year"]}), "notice": notice}
 
 
 @login_required
@@ -157,6 +166,35 @@ def calendar_day_set(request):
                           note=form.cleaned_data["note"].strip())
     messages.success(request, _("%(d)s 已设为%(s)s") % {"d": row.day.isoformat(), "s": _("交易日") if row.is_open else _("休市")})
     return redirect(f"{reverse('sop:calendar')}?month={row.day:%Y-%m}")
+
+
+@login_required
+@require_POST
+def calendar_import(request):
+    """Preview the exchange's holiday notice for a year (``action=preview``), then apply it (``action=apply``):
+    the text is parsed again on apply, never taken from the preview."""
+    _require_sop(request.user)
+    form = CalendarNoticeForm(request.POST, request.FILES)
+    month = _month_arg(request.POST.get("month"))
+    if not form.is_valid():
+        return render(request, "sop/content/calendar.html", _calendar_context(request, month, notice_form=form), status=400)
+    year, text = form.cleaned_data["year"], form.cleaned_data["text"]
+    if request.POST.get("action") == "apply":
+        try:
+            notice = calendar_notice_apply(actor=request.user, year=year, text=text)
+        except ApplicationError:
+            pass  # the preview below shows each error with its line
+        else:
+            messages.success(request, _("已导入 %(year)s 年交易日历：%(open)s 个交易日，%(holidays)s 个工作日休市") % {
+                "year": year, "open": notice.open_days, "holidays": len(notice.holidays)})
+            return redirect(f"{reverse('sop:calendar')}?month={year}-01")
+    notice = calendar_notice_parse(text, year=year)
+    for error in notice.errors:
+        form.add_error("text", error)
+    status = 400 if notice.errors else 200
+    return render(request, "sop/content/calendar.html",
+                  _calendar_context(request, date(year, 1, 1) if notice.ok else month, notice_form=form, notice=notice),
+                  status=status)
 
 
 @login_required
