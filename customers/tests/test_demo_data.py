@@ -144,22 +144,26 @@ def test_reading_news_early_goes_with_a_second_trade(seeded):
 
 
 def test_some_valuable_clients_are_dormant_and_trades_keep_market_hours(seeded):
+    # the seed is relative to Python's clock (TODAY), so "now" is Python's too, not PostgreSQL's now()
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT count(*) FROM customers_customer c
             WHERE c.total_assets >= 200000
-              AND (SELECT max(traded_at) FROM customers_trade t WHERE t.customer_id = c.id) < now() - interval '183 days'
-            """
+              AND (SELECT max(traded_at) FROM customers_trade t WHERE t.customer_id = c.id) < %s - interval '183 days'
+            """,
+            [now],
         )
         assert cursor.fetchone()[0] >= 1
         cursor.execute(
             """
             SELECT count(*) FILTER (WHERE NOT (extract(isodow FROM local) < 6
                                      AND (local::time BETWEEN '09:30' AND '11:30' OR local::time BETWEEN '13:00' AND '15:00'))),
-                   max(traded_at) < now()
+                   max(traded_at) < %s
             FROM (SELECT traded_at, traded_at AT TIME ZONE 'Asia/Shanghai' AS local FROM customers_trade) t
-            """
+            """,
+            [now],
         )
         outside_hours, past = cursor.fetchone()
         assert outside_hours == 0 and past
@@ -167,9 +171,10 @@ def test_some_valuable_clients_are_dormant_and_trades_keep_market_hours(seeded):
             """
             SELECT avg((extract(isodow FROM local) < 6
                         AND (local::time BETWEEN '09:30' AND '11:30' OR local::time BETWEEN '13:00' AND '15:00'))::int),
-                   max(occurred_at) < now()
+                   max(occurred_at) < %s
             FROM (SELECT occurred_at, occurred_at AT TIME ZONE 'Asia/Shanghai' AS local FROM customers_behaviourevent) e
-            """
+            """,
+            [now],
         )
         in_hours, past = cursor.fetchone()
         assert in_hours > 0.55 and past

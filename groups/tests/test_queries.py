@@ -1,11 +1,10 @@
 """The group pages and the WeCom sync cost a fixed number of queries, however many groups or members."""
 
-from datetime import date
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from customers.tests.factories import CustomerFactory
 from groups.models import GroupMemberEvent
@@ -23,7 +22,7 @@ def _groups(advisor, n):
         outside = CustomerFactory(advisor=advisor)
         group = make_group(advisor=advisor, name=f"群{i:02d}", audience=segment_of(members[0], outside, name=f"客群{i}"),
                            members=members)
-        GroupMemberEvent.objects.create(group=group, userid=f"wm{i}", kind="join")
+        GroupMemberEvent.objects.create(group=group, userid=f"wm{i}", kind="join", at=timezone.now())
 
 
 def _count(client, url):
@@ -62,14 +61,14 @@ def test_list_gap_counts_per_group_within_scope(client, advisor, same_branch_adv
 def test_detail_queries_do_not_grow_with_members_and_show_tiers(client, advisor, django_assert_max_num_queries):
     members = [CustomerFactory(advisor=advisor) for _ in range(2)]
     gap = CustomerFactory(advisor=advisor, name="待邀请带分层")
-    CustomerTier.objects.create(customer=members[0], code="important_value", as_of=date.today())
-    CustomerTier.objects.create(customer=gap, code="no_such_tier", as_of=date.today())
+    CustomerTier.objects.create(customer=members[0], code="important_value", as_of=timezone.localdate())
+    CustomerTier.objects.create(customer=gap, code="no_such_tier", as_of=timezone.localdate())
     group = make_group(advisor=advisor, audience=segment_of(gap, *members), members=members)
     client.force_login(advisor)
     url = reverse("groups:detail", args=[group.pk])
     few = _count(client, url)
     more = [CustomerFactory(advisor=advisor) for _ in range(12)]
-    CustomerTier.objects.bulk_create([CustomerTier(customer=c, code="important_value", as_of=date.today()) for c in more])
+    CustomerTier.objects.bulk_create([CustomerTier(customer=c, code="important_value", as_of=timezone.localdate()) for c in more])
     group.members.model.objects.bulk_create([group.members.model(group=group, userid=f"wmMORE{c.pk}", customer=c)
                                              for c in more])
     with django_assert_max_num_queries(few):

@@ -1,4 +1,4 @@
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -149,7 +149,7 @@ def test_group_update_by_role(world, advisor, branch_manager, other_branch_manag
 
 def test_stats_per_day_are_idempotent(advisor):
     a, b, c = (CustomerFactory(advisor=advisor) for _ in range(3))
-    CustomerTier.objects.create(customer=a, code="important_value", as_of=date.today())
+    CustomerTier.objects.create(customer=a, code="important_value", as_of=timezone.localdate())
     group = make_group(advisor=advisor, members=[a, b])
     GroupMember.objects.create(group=group, userid="staff1", type=1)
     yesterday = timezone.localdate() - timedelta(days=1)
@@ -174,12 +174,13 @@ def test_stats_per_day_are_idempotent(advisor):
 
 def test_health_combines_daily_record_and_live_numbers(advisor):
     a, b = CustomerFactory(advisor=advisor), CustomerFactory(advisor=advisor)
-    CustomerTier.objects.create(customer=a, code="important_value", as_of=date.today())
+    CustomerTier.objects.create(customer=a, code="important_value", as_of=timezone.localdate())
     group = make_group(advisor=advisor, members=[a, b])
     GroupMember.objects.create(group=group, userid="staff1", type=1)
     today = timezone.localdate()
     GroupDailyStat.objects.create(group=group, day=today - timedelta(days=2), members=5, clients=4, joins=2, leaves=1)
-    GroupMemberEvent.objects.create(group=group, userid="wmX", kind="join")
+    # stamped like group_sync_from_wecom does, on the clock group_health reads (the column default is PostgreSQL's)
+    GroupMemberEvent.objects.create(group=group, userid="wmX", kind="join", at=timezone.now())
     GroupMemberEvent.objects.create(group=group, userid="wmZ", kind="leave", at=timezone.now() - timedelta(days=1))
     health = selectors.group_health(group, days=30)
     days = {d["day"]: d for d in health["days"]}

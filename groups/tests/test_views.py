@@ -1,5 +1,6 @@
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from customers.models import Task
 from customers.tests.factories import CustomerFactory
@@ -18,7 +19,7 @@ def groups(advisor, same_branch_advisor, other_branch_advisor):
     segment = segment_of(mine_client, audience_only)
     mine = make_group(advisor=advisor, name="北京股友群", purpose="stock_friends", audience=segment,
                       members=[mine_client, colleague_client])
-    GroupMemberEvent.objects.create(group=mine, userid="wmX", kind="join")
+    GroupMemberEvent.objects.create(group=mine, userid="wmX", kind="join", at=timezone.now())
     colleague = make_group(advisor=same_branch_advisor, name="同事基金群", purpose="fund")
     shanghai = make_group(advisor=other_branch_advisor, name="上海VIP群", purpose="vip",
                           members=[CustomerFactory(advisor=other_branch_advisor, name="上海专属客户")])
