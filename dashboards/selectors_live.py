@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 
 from customers.models import BehaviourEvent, Customer, Task, Touch, Trade
+from sop.selectors import REPLY_WINDOW
 
 TZ = "Asia/Shanghai"
 ZONE = ZoneInfo(TZ)
 
 # What each counter field of a day means (the README lists the same definitions).
 SOP_SENT_OUTCOMES = ("sent", "queued", "prepared")  # SMS/app push handed to the provider, WeCom prepared for the advisor
-REPLY_WINDOW_HOURS = 48
-NOT_A_REPLY_SOURCES = ("wecom_add", "wecom_deleted")  # inbound touches that are WeCom bookkeeping, not replies
+REPLY_WINDOW_HOURS = int(REPLY_WINDOW.total_seconds() // 3600)  # sop.selectors.REPLY_WINDOW: one definition of a reply
 DAY_FIELDS = ("contacts", "opened", "funded", "trades", "amount_fen", "tasks_due", "tasks_done",
               "sop_sent", "sop_blocked", "sop_replied")
 HOUR_FIELDS = tuple(f"h{h:02d}" for h in range(24))
@@ -122,7 +122,7 @@ def day_rows(*, first: date, last: date, scope_key: str | None = None) -> dict[t
             f"  AND r.occurred_at > s.finished_at AND r.occurred_at <= s.finished_at + interval '{REPLY_WINDOW_HOURS} hours')) "
             f"FROM sop_steprun s JOIN sop_enrollment e ON e.id = s.enrollment_id JOIN {customer} c ON c.id = e.customer_id "
             f"WHERE s.finished_at >= %s AND s.finished_at < %s AND {where} GROUP BY 1, 2, 3",
-            [*SOP_SENT_OUTCOMES, *SOP_SENT_OUTCOMES, NOT_A_REPLY_SOURCES, start, end, *wparams],
+            [*SOP_SENT_OUTCOMES, *SOP_SENT_OUTCOMES, Touch.BOOKKEEPING_SOURCES, start, end, *wparams],
             ["sop_sent", "sop_blocked", "sop_replied"])
     return {k: dict(v) for k, v in out.items()}
 

@@ -23,7 +23,8 @@ from django.db import connection
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from sop.selectors import NOT_REPLIES, REPLY_WINDOW
+from customers.models import Touch
+from sop.selectors import REPLY_WINDOW
 
 CACHE_KEY = "people:sop_rollup"
 CACHE_TTL = 24 * 3600
@@ -82,7 +83,7 @@ def sop_rollup_compute(*, now: datetime | None = None) -> dict:
         cur.execute(_ENROLLMENTS_SQL)
         for journey_id, branch_id, *values in cur.fetchall():
             row((journey_id, branch_id)).update(zip(COUNTS[:7], values, strict=True))
-        cur.execute(_STEPS_SQL, {"reply": REPLY_WINDOW, "not_replies": list(NOT_REPLIES)})
+        cur.execute(_STEPS_SQL, {"reply": REPLY_WINDOW, "not_replies": list(Touch.BOOKKEEPING_SOURCES)})
         for journey_id, branch_id, *values in cur.fetchall():
             row((journey_id, branch_id)).update(zip(COUNTS[7:], values, strict=True))
         cur.execute(_BLOCK_REASONS_SQL)

@@ -56,12 +56,24 @@ def _require_dashboard(user) -> None:
         raise Http404("dashboard not available for this role")
 
 
+class BranchChoiceField(forms.ModelChoiceField):
+    """A branch by id (the picker) or by code (a link such as ``?branch=SH01``)."""
+
+    def to_python(self, value):
+        text = str(value or "").strip()
+        if text and not text.isdigit():
+            branch = self.queryset.filter(code=text).first()
+            if branch is None:
+                raise forms.ValidationError(_("营业部“%(c)s”不存在或不在您的范围内") % {"c": text[:20]}, code="invalid_choice")
+            return branch
+        return super().to_python(value)
+
+
 class DashboardFilterForm(forms.Form):
     range = forms.ChoiceField(label=_("时间"), choices=RANGES, required=False)
     start = forms.DateField(label=_("开始日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label=_("结束日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    branch = forms.ModelChoiceField(label=_("营业部"), queryset=Branch.objects.none(), required=False,
-                                    empty_label=_("全公司"))
+    branch = BranchChoiceField(label=_("营业部"), queryset=Branch.objects.none(), required=False, empty_label=_("全公司"))
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -195,7 +207,8 @@ def index(request):
     query.pop("wall", None)
     wall = request.GET.get("wall") == "1"
     context = {
-        "form": params["form"], "payload": payload, "tiles": [(key, payload["tiles"][key]) for key, *_r in TILES],
+        "form": params["form"], "selected_branch": str(params["branch"].pk) if params["branch"] else "",
+        "payload": payload, "tiles": [(key, payload["tiles"][key]) for key, *_r in TILES],
         "payload_json": json.dumps(payload["charts"], ensure_ascii=False), "calendar": calendar,
         "live": params["last"] == live.today(), "query": query.urlencode(), "wall": wall,
         "scope_label": _scope_label(request.user, params), "first": params["first"], "last": params["last"],

@@ -163,12 +163,19 @@ def guard_policy_save(*, actor, quiet_start: time, quiet_end: time, caps: dict) 
 
 # --- forbidden phrases ---------------------------------------------------------------------
 
-def forbidden_phrase_add(*, actor, phrase: str, reason: str = "") -> ForbiddenPhrase:
+def forbidden_phrase_add(*, actor, phrase: str, reason: str = "", kind: str = ForbiddenPhrase.Kind.FORBIDDEN
+                         ) -> ForbiddenPhrase:
+    """Add (or re-enable) a wording to compliance's lists: a forbidden promise or an accepted risk disclosure."""
     phrase = (phrase or "").strip()
+    if kind not in ForbiddenPhrase.Kind.values:
+        raise ApplicationError("phrase_invalid", "未知的清单", [{"field": "kind", "message": "未知的清单"}])
     if not phrase:
-        raise ApplicationError("phrase_invalid", "请填写禁用表述", [{"field": "phrase", "message": "必填"}])
+        raise ApplicationError("phrase_invalid", "请填写表述", [{"field": "phrase", "message": "必填"}])
     with transaction.atomic():
         existing = ForbiddenPhrase.objects.select_for_update().filter(phrase__iexact=phrase).first()
+        if existing is not None and existing.kind != kind:
+            message = f"该表述已在「{existing.get_kind_display()}」清单中"
+            raise ApplicationError("phrase_exists", message, [{"field": "phrase", "message": message}])
         if existing is not None and existing.active:
             raise ApplicationError("phrase_exists", "该表述已在清单中", [{"field": "phrase", "message": "已存在"}])
         if existing is not None:
@@ -176,9 +183,10 @@ def forbidden_phrase_add(*, actor, phrase: str, reason: str = "") -> ForbiddenPh
             existing.save(update_fields=["active", "reason"])
             row = existing
         else:
-            row = ForbiddenPhrase.objects.create(phrase=phrase[:50], reason=reason.strip()[:200], created_by=actor)
+            row = ForbiddenPhrase.objects.create(kind=kind, phrase=phrase[:50], reason=reason.strip()[:200],
+                                                 created_by=actor)
         audit_record(actor=actor, action="sop.phrase_added", target_type="forbidden_phrase", target_id=str(row.pk),
-                     details={"phrase": row.phrase})
+                     details={"phrase": row.phrase, "kind": row.kind})
     return row
 
 

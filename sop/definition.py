@@ -91,9 +91,15 @@ def _validate_step(step, path, ids):
         if target is not None and target not in ids:
             raise DefinitionError(f"{path}.{key}", f"步骤 {target!r} 不存在")
     if kind == "wait":
-        given = [k for k in ("minutes", "until_time", "next_trading_day") if step.get(k) not in (None, False)]
+        given = [k for k in ("minutes", "until_time", "next_trading_day")
+                 if step.get(k) is not None and step.get(k) is not False and step.get(k) != ""]
+        if not given and "minutes" in step:
+            raise DefinitionError(f"{path}.minutes", "请填写等待时长")
         if len(given) != 1:
             raise DefinitionError(path, "等待步骤须且只能指定 minutes、until_time 或 next_trading_day 之一")
+        if "minutes" in given and isinstance(step["minutes"], int) and not isinstance(step["minutes"], bool) \
+                and step["minutes"] < 1:
+            raise DefinitionError(f"{path}.minutes", "等待时长至少 1 分钟")
         if "minutes" in given:
             _int(step, "minutes", path, 1, 60 * 24 * 90)
         if "until_time" in given and not TIME.match(str(step["until_time"])):

@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from sop.content_services import CAP_PERIODS
-from sop.models import Channel
+from sop.models import Channel, ForbiddenPhrase
 
 CAP_CHANNELS = [(Channel.WECOM, _("企业微信 1 对 1")), (Channel.WECOM_GROUP, _("企业微信群")),
                 (Channel.SMS, _("短信")), (Channel.APP_PUSH, _("App 推送"))]
@@ -50,7 +50,12 @@ class ReviewForm(forms.Form):
 
 
 class PhraseForm(forms.Form):
-    phrase = forms.CharField(label=_("禁用表述"), max_length=50)
+    kind = forms.ChoiceField(label=_("清单"), choices=ForbiddenPhrase.Kind.choices, initial=ForbiddenPhrase.Kind.FORBIDDEN,
+                             required=False)
+
+    def clean_kind(self):
+        return self.cleaned_data.get("kind") or ForbiddenPhrase.Kind.FORBIDDEN
+    phrase = forms.CharField(label=_("表述"), max_length=50)
     reason = forms.CharField(label=_("原因"), max_length=200, required=False)
 
 

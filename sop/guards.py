@@ -3,7 +3,8 @@ handful of queries, so the dispatcher stays fast.
 
 Order: unsubscribed → WeCom contact state → investor suitability → the executing advisor's scope →
 frequency caps (per channel and day/week/month across ALL journeys; WeCom's platform limit of 4
-group-send messages per client per natural month always applies) → quiet hours. The first five
+group-send messages per client per natural month always applies; touches that are not outreach —
+the contact-way welcome, WeCom bookkeeping, see customers.models.Touch — do not count) → quiet hours. The first five
 BLOCK (recorded with the reason, visible to compliance); quiet hours DEFER to the end of the window.
 """
 
@@ -82,6 +83,7 @@ def guards_check(candidates: list[TouchCandidate], *, now: datetime | None = Non
     counts = {}
     rows = (Touch.objects.filter(customer_id__in=customer_ids, channel__in=channels, direction="out",
                                  status__in=COUNTED_STATUSES, occurred_at__gte=min(windows.values()))
+            .exclude(source__in=Touch.NOT_OUTREACH_SOURCES)
             .values("customer_id", "channel")
             .annotate(**{period: Count("pk", filter=Q(occurred_at__gte=start)) for period, start in windows.items()}))
     for row in rows:
@@ -132,5 +134,6 @@ def wecom_budget_left(customer_ids, *, now=None) -> dict[int, int]:
     start = _windows(now or timezone.now())["month"]
     used = dict(Touch.objects.filter(customer_id__in=customer_ids, channel="wecom", direction="out",
                                      status__in=COUNTED_STATUSES, occurred_at__gte=start)
+                .exclude(source__in=Touch.NOT_OUTREACH_SOURCES)
                 .values("customer_id").annotate(n=Count("pk")).values_list("customer_id", "n"))
     return {cid: max(0, WECOM_MONTHLY_LIMIT - used.get(cid, 0)) for cid in customer_ids}

@@ -38,9 +38,15 @@ class TradingDay(models.Model):
 
 
 class ForbiddenPhrase(models.Model):
-    """Promises a message may never make (maintained by compliance)."""
+    """A wording compliance maintains for the template lint: a promise a message may never make (``forbidden``),
+    or an accepted risk disclosure (``disclosure``), one of which a message that mentions a product must carry."""
 
-    phrase = models.CharField(_("禁用表述"), max_length=50, unique=True)
+    class Kind(models.TextChoices):
+        FORBIDDEN = "forbidden", _("禁用表述")
+        DISCLOSURE = "disclosure", _("认可的风险提示")
+
+    kind = models.CharField(_("类型"), max_length=10, choices=Kind.choices, default=Kind.FORBIDDEN)
+    phrase = models.CharField(_("表述"), max_length=50, unique=True)
     reason = models.CharField(_("原因"), max_length=200, blank=True)
     active = models.BooleanField(_("启用"), default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -237,7 +237,6 @@ def journey_versions(journey: Journey) -> list[JourneyVersion]:
 
 
 REPLY_WINDOW = timedelta(hours=48)
-NOT_REPLIES = ("wecom_add", "wecom_deleted")  # inbound touches that are WeCom bookkeeping, not a client's answer
 
 
 def _replied_after_touch() -> Exists:
@@ -245,7 +244,7 @@ def _replied_after_touch() -> Exists:
     return Exists(Touch.objects.filter(
         customer_id=OuterRef("enrollment__customer_id"), direction=Touch.Direction.IN,
         occurred_at__gt=OuterRef("touch__occurred_at"), occurred_at__lte=OuterRef("touch__occurred_at") + REPLY_WINDOW,
-    ).exclude(source__in=NOT_REPLIES))
+    ).exclude(source__in=Touch.BOOKKEEPING_SOURCES))
 
 
 def journey_funnel(*, user, version: JourneyVersion) -> list[dict]:
@@ -395,7 +394,7 @@ def template_rows():
 def approval_queue(*, user) -> list[dict]:
     """Versions waiting for compliance, oldest first, each with today's lint, the version in use before it
     and the text one client would receive; a fixed number of queries whatever the queue's length."""
-    from sop.templates_lint import forbidden_phrases, preview_customer, template_lint, template_preview
+    from sop.templates_lint import compliance_wordings, preview_customer, template_lint, template_preview
     from tagging.tiers import tier_definitions
 
     pending = list(TemplateVersion.objects.filter(status=TemplateVersion.Status.PENDING)
@@ -405,14 +404,14 @@ def approval_queue(*, user) -> list[dict]:
                                              status=TemplateVersion.Status.APPROVED).order_by("number")):
         approved[v.template_id].append(v)
     customer = preview_customer(user) if pending else None
-    phrases = forbidden_phrases()
+    wordings = compliance_wordings()
     tier_labels = {c: d.label for c, d in tier_definitions().items()} if pending else {}
     items = []
     for v in pending:
-        findings = template_lint(v.body, v.product, phrases=phrases)
+        findings = template_lint(v.body, v.product, wordings=wordings)
         previous = next((a for a in reversed(approved[v.template_id]) if a.number < v.number), None)
         sample = {} if findings else template_preview(
-            body=v.body, product=v.product, user=user, customer=customer, phrases=phrases, tier_labels=tier_labels)
+            body=v.body, product=v.product, user=user, customer=customer, wordings=wordings, tier_labels=tier_labels)
         items.append({"v": v, "findings": findings, "previous": previous, "sample": sample,
                       "own": v.created_by_id == user.pk})
     return items

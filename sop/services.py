@@ -82,42 +82,79 @@ def journey_set_status(*, actor, journey: Journey, status: str) -> Journey:
     return journey
 
 
-def journey_dry_run(*, definition: dict, customers, journey: Journey | None = None, limit: int = 20000) -> dict:
-    """Who would enter (entry rule, already in the journey, hold-out) and, for each message step, how
-    many the guards would block and why — without writing anything."""
-    from segments.rules import rule_compile
+def journey_dry_run(*, definition: dict, customers, journey: Journey | None = None, limit: int = 20000,
+                    now=None) -> dict:
+    """Who would enter (entry rule, already in the journey, hold-out) and what each step would do, walking the
+    flow as the engine does — without writing anything. Hold-out clients execute nothing; a branch sends each
+    client down one arm (A/B split by the same hash as the engine, estimated per client since the enrollment
+    does not exist yet; rule, tag and reply conditions as they stand ``now``); a message step reports how many
+    the guards would block and why, and blocked clients go on like the engine's do."""
     from sop.engine import in_holdout
     from sop.guards import TouchCandidate, guards_check
     from sop.models import MessageTemplate
+    from sop.steps import branch_taken
 
+    now = now or timezone.now()
     definition_validate(definition)
     candidates = customers
     if definition.get("entry_rule"):
-        candidates = candidates.filter(rule_compile(definition["entry_rule"]))
+        from segments.rules import rule_compile
+
+        candidates = candidates.filter(rule_compile(definition["entry_rule"], now=now))
     total = candidates.count()
     if journey is not None:
         candidates = candidates.exclude(sop_enrollments__journey=journey, sop_enrollments__status="active")
     rows = list(candidates.select_related("advisor")[:limit])
     percent = int(definition.get("holdout_percent") or 0)
-    holdout = sum(1 for c in rows if journey is not None and in_holdout(journey.pk, c.pk, percent)) if journey else \
-        round(len(rows) * percent / 100)
-    steps = []
-    for step in definition["steps"]:
-        if step["type"] not in MESSAGE_STEPS:
-            continue
-        template = MessageTemplate.objects.filter(pk=step["template"]).first()
-        version = template.approved_version() if template else None
-        if version is None:
-            steps.append({"step": step["id"], "blocked": {"template_not_approved": len(rows)}, "would_send": 0})
-            continue
-        verdicts = guards_check([TouchCandidate(key=c.pk, customer=c, channel=MESSAGE_STEPS[step["type"]],
-                                                product=version.product, executor=step.get("executor", "system"))
-                                 for c in rows])
-        blocked = Counter(v[1] for v in verdicts.values() if v[0] == "block")
-        steps.append({"step": step["id"], "blocked": dict(blocked), "would_send": len(rows) - sum(blocked.values())})
-    return {"matching": total, "would_enter": len(rows) - holdout, "holdout": holdout,
-            "already_in": total - len(rows) if len(rows) < limit else None, "steps": steps,
+    journey_key = journey.pk if journey is not None else 0
+    entering = [c for c in rows if not in_holdout(journey_key, c.pk, percent)]
+    steps_by_id = {s["id"]: s for s in definition["steps"]}
+    reaching: dict[str, dict[int, object]] = {definition["start"]: {c.pk: c for c in entering}}
+    report = []
+    for step_id in _flow_order(definition):
+        step, here = steps_by_id[step_id], reaching.get(step_id, {})
+        row = {"step": step_id, "reaching": len(here), "blocked": {}, "would_send": None, "arms": None}
+        onward = {key: here for key in ("next",)}
+        if step["type"] in MESSAGE_STEPS:
+            template = MessageTemplate.objects.filter(pk=step["template"]).first()
+            version = template.approved_version() if template else None
+            if version is None:
+                row["blocked"] = {"template_not_approved": len(here)} if here else {}
+            else:
+                verdicts = guards_check([TouchCandidate(key=c.pk, customer=c, channel=MESSAGE_STEPS[step["type"]],
+                                                        product=version.product, executor=step.get("executor", "system"))
+                                         for c in here.values()], now=now)
+                row["blocked"] = dict(Counter(v[1] for v in verdicts.values() if v[0] == "block"))
+            row["would_send"] = len(here) - sum(row["blocked"].values())
+        elif step["type"] == "branch":
+            taken = branch_taken(step, list(here), now=now)
+            onward = {"then": {pk: c for pk, c in here.items() if pk in taken},
+                      "else": {pk: c for pk, c in here.items() if pk not in taken}}
+            row["arms"] = {"then": len(onward["then"]), "else": len(onward["else"])}
+        for key, group in onward.items():
+            if step.get(key):
+                reaching.setdefault(step[key], {}).update(group)
+        report.append(row)
+    return {"matching": total, "would_enter": len(entering), "holdout": len(rows) - len(entering),
+            "already_in": total - len(rows) if len(rows) < limit else None, "steps": report,
             "truncated": len(rows) >= limit}
+
+
+def _flow_order(definition: dict) -> list[str]:
+    """Step ids reachable from the start, each after every step leading to it (the flow is acyclic)."""
+    steps = {s["id"]: s for s in definition["steps"]}
+    order, seen = [], set()
+
+    def visit(step_id):
+        if step_id in seen or step_id not in steps:
+            return
+        seen.add(step_id)
+        for nxt in successors(steps[step_id]):
+            visit(nxt)
+        order.append(step_id)
+
+    visit(definition["start"])
+    return list(reversed(order))
 
 
 # --- editing the draft one step at a time (the flow editor) -------------------------------------

@@ -65,16 +65,41 @@ def _wait(runs, *, now):
     return results
 
 
-def _ab_variant(run, percent_a: int) -> str:
-    digest = hashlib.sha256(f"ab:{run.enrollment_id}:{run.step_id}".encode()).digest()
+def ab_variant(key: int, step_id: str, percent_a: int) -> str:
+    """The arm of an A/B split: a stable hash of the enrollment (``key``) and the step."""
+    digest = hashlib.sha256(f"ab:{key}:{step_id}".encode()).digest()
     return "A" if int.from_bytes(digest[:4], "big") % 100 < percent_a else "B"
 
 
-def _branch(runs, *, now):
+def branch_taken(step: dict, customer_ids: list[int], *, now, ab_keys: dict[int, int] | None = None) -> set[int]:
+    """The customers (of ``customer_ids``) that take a branch step's "then" arm ``now``: one definition for the
+    engine and the dry run. A/B hashes ``ab_keys[customer]`` (the enrollment; the customer id when there is
+    none yet); "has tag" is the rule language's tag condition, so an expired tag counts as gone here as in
+    every segment."""
     from customers.models import Customer, Touch
     from segments.rules import rule_compile
+
+    condition = step["condition"]
+    kind = condition["kind"]
+    if kind == "ab":
+        keys = ab_keys or {}
+        return {c for c in customer_ids if ab_variant(keys.get(c, c), step["id"], condition["percent_a"]) == "A"}
+    if kind == "rule":
+        rule = condition["rule"]
+    elif kind == "tag":
+        rule = {"type": "tag", "op": "has", "tag": condition["tag"]}
+    elif kind == "replied":
+        since = now - timedelta(hours=condition["within_hours"])
+        return set(Touch.objects.filter(customer_id__in=customer_ids, direction="in", occurred_at__gte=since)
+                   .exclude(source__in=Touch.BOOKKEEPING_SOURCES).values_list("customer_id", flat=True))
+    else:
+        return set()
+    return set(Customer.objects.filter(pk__in=customer_ids).filter(rule_compile(rule, now=now))
+               .values_list("pk", flat=True))
+
+
+def _branch(runs, *, now):
     from sop.models import Enrollment
-    from tagging.models import CustomerTag
 
     results = {}
     by_step: dict[tuple, list] = {}
@@ -82,28 +107,15 @@ def _branch(runs, *, now):
         by_step.setdefault((run.enrollment.version_id, run.step_id), []).append(run)
     for group in by_step.values():
         step = _step(group[0])
-        condition = step["condition"]
-        ids = [r.enrollment.customer_id for r in group]
-        kind = condition["kind"]
-        if kind == "rule":
-            true_ids = set(Customer.objects.filter(pk__in=ids).filter(rule_compile(condition["rule"], now=now))
-                           .values_list("pk", flat=True))
-        elif kind == "replied":
-            since = now - timedelta(hours=condition["within_hours"])
-            true_ids = set(Touch.objects.filter(customer_id__in=ids, direction="in", occurred_at__gte=since)
-                           .values_list("customer_id", flat=True))
-        elif kind == "tag":
-            true_ids = set(CustomerTag.objects.filter(customer_id__in=ids, tag__code=condition["tag"])
-                           .values_list("customer_id", flat=True))
-        else:
-            true_ids = set()
-        variants = {run.enrollment_id: _ab_variant(run, condition["percent_a"]) for run in group} if kind == "ab" else {}
-        for variant in set(variants.values()):  # the first A/B split a client meets names their variant
-            Enrollment.objects.filter(pk__in=[e for e, v in variants.items() if v == variant], variant="").update(
-                variant=variant)
+        taken = branch_taken(step, [r.enrollment.customer_id for r in group], now=now,
+                             ab_keys={r.enrollment.customer_id: r.enrollment_id for r in group})
+        if step["condition"]["kind"] == "ab":  # the first A/B split a client meets names their variant
+            for variant, chosen in (("A", True), ("B", False)):
+                Enrollment.objects.filter(pk__in=[r.enrollment_id for r in group
+                                                  if (r.enrollment.customer_id in taken) is chosen],
+                                          variant="").update(variant=variant)
         for run in group:
-            taken = variants[run.enrollment_id] == "A" if kind == "ab" else run.enrollment.customer_id in true_ids
-            branch = "then" if taken else "else"
+            branch = "then" if run.enrollment.customer_id in taken else "else"
             results[run.pk] = StepResult(outcome=branch, next_step=step.get(branch) or "")
     return results
 

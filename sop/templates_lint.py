@@ -6,7 +6,7 @@ compliance maintains in ForbiddenPhrase) and a product mentioned without a risk 
 """
 
 import re
-import string
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Max
@@ -20,28 +20,69 @@ VARIABLES = {
     "name": "客户姓名", "advisor": "投顾姓名", "branch": "营业部", "tier": "客户分层",
     "product": "产品名称", "product_code": "产品代码", "product_risk": "产品风险等级",
 }
-RISK_DISCLOSURE = re.compile(r"(投资有风险|风险提示|入市需谨慎|理财非存款|过往业绩不代表未来)")
+
+
+# ``{{`` and ``}}`` are literal braces; ``{name}`` a variable; anything else in braces (a format spec such as
+# ``{name:>2000000}``, a conversion, attribute or index access) is refused, and rendering never calls str.format
+TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+VARIABLE_NAME = re.compile(r"[a-z_]+")
 
 
 def template_variables(body: str) -> list[str]:
-    try:
-        return [name for _, name, _, _ in string.Formatter().parse(body) if name is not None]
-    except ValueError as exc:
-        raise ApplicationError("template_invalid", f"模板格式错误：{exc}（花括号需成对，如 {{name}}）",
-                               [{"field": "body", "message": str(exc)}]) from None
+    """The ``{name}`` variables of a body, in order. Raises ApplicationError for braces that are not a bare
+    variable or an escaped ``{{`` / ``}}``."""
+    names = []
+    for match in TOKEN.finditer(body):
+        token = match.group()
+        if token in ("{{", "}}"):
+            continue
+        inner = match.group(1)
+        if inner is None:
+            message = "花括号需成对，如 {name}；要写花括号本身请用 {{ 或 }}"
+            raise ApplicationError("template_invalid", f"模板格式错误：{message}", [{"field": "body", "message": message}])
+        if not VARIABLE_NAME.fullmatch(inner):
+            message = f"变量只能写成 {{name}} 这样的形式，不能带格式、转换或属性：{token}"
+            raise ApplicationError("template_invalid", f"模板格式错误：{message}", [{"field": "body", "message": message}])
+        names.append(inner)
+    return names
 
 
-def forbidden_phrases() -> list[str]:
-    return list(ForbiddenPhrase.objects.filter(active=True).values_list("phrase", flat=True))
+def _substitute(body: str, values: dict) -> str:
+    """Put the values in; a token that is not a known bare variable stays as written (old versions saved before
+    the rule), so nothing in a body is ever evaluated."""
+    def replace(match):
+        token = match.group()
+        if token in ("{{", "}}"):
+            return token[0]
+        inner = match.group(1)
+        return str(values[inner]) if inner in values else token
+
+    return TOKEN.sub(replace, body)
 
 
-def template_lint(body: str, product=None, *, phrases: list[str] | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class Wordings:
+    """Compliance's lists (sop.ForbiddenPhrase): active forbidden promises and accepted risk disclosures."""
+
+    forbidden: tuple[str, ...]
+    disclosures: tuple[str, ...]
+
+
+def compliance_wordings() -> Wordings:
+    rows = ForbiddenPhrase.objects.filter(active=True).values_list("kind", "phrase")
+    return Wordings(forbidden=tuple(p for k, p in rows if k == ForbiddenPhrase.Kind.FORBIDDEN),
+                    disclosures=tuple(p for k, p in rows if k == ForbiddenPhrase.Kind.DISCLOSURE))
+
+
+def template_lint(body: str, product=None, *, wordings: Wordings | None = None) -> list[dict]:
     """Findings: ``{"kind": "forbidden"|"risk_disclosure"|"variable", "text", "message"}``; a forbidden
-    phrase also carries ``start``/``end`` (character offsets of its first occurrence in ``body``).
-    ``phrases`` (forbidden_phrases()) spares the query when many bodies are linted."""
+    phrase also carries ``start``/``end`` (character offsets of its first occurrence in ``body``). A body that
+    mentions a product needs one of compliance's accepted disclosures. ``wordings`` (compliance_wordings())
+    spares the query when many bodies are linted."""
+    wordings = wordings or compliance_wordings()
     findings = []
     lowered = body.lower()
-    for phrase in forbidden_phrases() if phrases is None else phrases:
+    for phrase in wordings.forbidden:
         start = lowered.find(phrase.lower())
         if start >= 0:
             findings.append({"kind": "forbidden", "text": phrase, "start": start, "end": start + len(phrase),
@@ -52,9 +93,10 @@ def template_lint(body: str, product=None, *, phrases: list[str] | None = None) 
             findings.append({"kind": "variable", "text": name,
                              "message": f"未知变量 {{{name}}}，可用：{', '.join(VARIABLES)}"})
     mentions_product = product is not None or any(n.startswith("product") for n in names)
-    if mentions_product and not RISK_DISCLOSURE.search(body):
+    if mentions_product and not any(d.lower() in lowered for d in wordings.disclosures):
+        examples = "、".join(f"「{d}」" for d in wordings.disclosures[:3]) or "「投资有风险，入市需谨慎」"
         findings.append({"kind": "risk_disclosure", "text": "",
-                         "message": "提到产品时须附风险提示（如「投资有风险，入市需谨慎」）"})
+                         "message": f"提到产品时须附合规认可的风险提示（如{examples}）"})
     return findings
 
 
@@ -78,7 +120,7 @@ def template_render(version: TemplateVersion, *, customer, advisor=None, tier_la
         "product": product.name if product else "", "product_code": product.code if product else "",
         "product_risk": product.risk_level if product else "",
     }
-    return version.body.format_map(values)
+    return _substitute(version.body, values)
 
 
 def _lint_error(findings: list[dict]) -> ApplicationError:
@@ -169,12 +211,12 @@ def preview_customer(user):
     return Customer.objects.visible_to(user).select_related("advisor", "branch", "tier").order_by("pk").first()
 
 
-def template_preview(*, body: str, product=None, user, customer=None, phrases=None, tier_labels=None) -> dict:
+def template_preview(*, body: str, product=None, user, customer=None, wordings=None, tier_labels=None) -> dict:
     """The lint findings and the text rendered for ``customer`` or else the first client ``user`` may see
     (none when the body does not parse or names an unknown variable)."""
 
     try:
-        findings = template_lint(body or "", product, phrases=phrases)
+        findings = template_lint(body or "", product, wordings=wordings)
     except ApplicationError as exc:
         return {"findings": [{"kind": "variable", "text": "", "message": exc.message}], "text": "", "customer": None}
     if customer is None:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from customers.tests.factories import CustomerFactory, ProductFactory, TradeFactory
 from dashboards import live
 from dashboards.tests.test_live import counters  # noqa: F401
+from integrations.tests.api_support import branches  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -148,3 +149,13 @@ def test_deleting_the_redis_keys_and_reloading_shows_the_same_numbers(client, tr
     page = client.get("/dashboards/")
     assert {k: _tile(page, k) for k in keys} == before
     assert {k: _tile(client.get("/dashboards/?range=7d"), k) for k in ("trades", "amount", "active")} == week
+
+
+def test_a_branch_by_code_works_and_a_bad_one_says_what_is_wrong(client, hq_manager, branches):  # noqa: F811
+    client.force_login(hq_manager)
+    page = client.get("/dashboards/?branch=SH01").content.decode()
+    assert 'data-testid="filter-errors"' not in page and '<option value="' in page and '" selected>上海营业部' in page
+    page = client.get("/dashboards/?branch=XX99").content.decode()
+    assert "营业部“XX99”不存在" in page and "时间范围" not in page
+    page = client.get("/dashboards/?range=custom&start=2026-01-02&end=2026-01-01").content.decode()
+    assert "结束日期不能早于开始日期" in page

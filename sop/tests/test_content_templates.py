@@ -31,7 +31,7 @@ def test_a_product_without_risk_disclosure_is_refused_and_a_fixed_text_goes_to_c
     fund = Product.objects.create(code="F9", name="稳健债基", type="fund", risk_level="R2")
     client.force_login(operator)
     response = _post_template(client, "{name}您好，{product}今日发售。", product=fund.pk)
-    assert response.status_code == 400 and "须附风险提示" in response.content.decode()
+    assert response.status_code == 400 and "须附合规认可的风险提示" in response.content.decode()
     response = _post_template(client, "{name}您好，{product}今日发售。投资有风险，入市需谨慎。", product=fund.pk)
     assert response.status_code == 302
     version = TemplateVersion.objects.get()

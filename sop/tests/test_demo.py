@@ -43,6 +43,7 @@ def _defaults() -> None:
         defaults_load(apps.get_model)
     if not apps.get_model("sop", "GuardPolicy").objects.exists():
         importlib.import_module("sop.migrations.0002_calendar_phrases_policy").seed(apps, None)
+        importlib.import_module("sop.migrations.0004_compliance_wording_kinds").seed_disclosures(apps, None)
 
 
 @pytest.fixture(scope="module")

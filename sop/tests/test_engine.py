@@ -169,3 +169,44 @@ def test_paused_journeys_wait_and_archived_ones_cancel(provider, sop_kit, client
     journey_set_status(actor=operator, journey=journey, status="live")
     journey_set_status(actor=operator, journey=journey, status="archived")
     assert StepRun.objects.get().status == "cancelled" and Enrollment.objects.get().status == "exited"
+
+
+def test_the_has_tag_branch_and_the_segment_compiler_agree_on_an_expired_tag(sop_kit, client_of):
+    from segments.rules import rule_compile
+    from tagging.models import CustomerTag, Tag
+
+    tag = Tag.objects.get(code="margin_intent")
+    journey = sop_kit["publish"]([
+        {"id": "has", "type": "branch", "condition": {"kind": "tag", "tag": "margin_intent"}, "then": "yes", "else": "no"},
+        {"id": "yes", "type": "task", "title": "有两融意向", "due_hours": 4},
+        {"id": "no", "type": "task", "title": "没有两融意向", "due_hours": 4}])
+    current, expired = client_of(1), client_of(2)
+    CustomerTag.objects.create(customer=current, tag=tag, source="manual", expires_at=NOON + timedelta(days=3))
+    CustomerTag.objects.create(customer=expired, tag=tag, source="manual", expires_at=NOON - timedelta(hours=1))  # not swept
+    enroll_queryset(version=journey.live_version, customers=Customer.objects.filter(pk__in=[current.pk, expired.pk]),
+                    trigger_key="t", now=NOON)
+    drain(NOON)
+    arms = dict(StepRun.objects.filter(step_id="has").values_list("enrollment__customer_id", "outcome"))
+    compiled = set(Customer.objects.filter(rule_compile({"type": "tag", "op": "has", "tag": "margin_intent"}, now=NOON))
+                   .values_list("pk", flat=True))
+    assert arms == {current.pk: "then", expired.pk: "else"}
+    assert compiled == {current.pk}
+
+
+def test_the_replied_branch_does_not_take_wecoms_add_notice_for_a_reply(sop_kit, client_of):
+    journey = sop_kit["publish"]([
+        {"id": "replied", "type": "branch", "condition": {"kind": "replied", "within_hours": 144}, "then": "yes",
+         "else": "no"},
+        {"id": "yes", "type": "task", "title": "已回复", "due_hours": 4},
+        {"id": "no", "type": "task", "title": "未回复", "due_hours": 4}])
+    added_only, answered = client_of(1), client_of(2)
+    for customer in (added_only, answered):
+        Touch.objects.create(customer=customer, channel="wecom", direction="in", content="客户添加了企业微信",
+                             source="wecom_add", occurred_at=NOON - timedelta(days=2))
+    Touch.objects.create(customer=answered, channel="wecom", direction="in", content="谢谢老师", source="wecom_chat",
+                         occurred_at=NOON - timedelta(days=1))
+    enroll_queryset(version=journey.live_version, customers=Customer.objects.filter(pk__in=[added_only.pk, answered.pk]),
+                    trigger_key="t", now=NOON)
+    drain(NOON)
+    arms = dict(StepRun.objects.filter(step_id="replied").values_list("enrollment__customer_id", "outcome"))
+    assert arms == {added_only.pk: "else", answered.pk: "then"}

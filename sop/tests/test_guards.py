@@ -117,4 +117,51 @@ def test_dry_run_counts_who_would_enter_and_what_each_guard_blocks(sop_kit, clie
     client_of(4, risk_level="C5", total_assets=10)
     result = journey_dry_run(definition=definition, customers=Customer.objects.all())
     assert result["matching"] == 3 and result["would_enter"] == 3
-    assert result["steps"] == [{"step": "a", "blocked": {"suitability_level": 2}, "would_send": 1}]
+    assert result["steps"] == [{"step": "a", "reaching": 3, "blocked": {"suitability_level": 2}, "would_send": 1,
+                                "arms": None}]
+
+
+def test_dry_run_follows_the_hold_out_and_each_arm_of_an_ab_split(sop_kit, client_of):
+    from sop.engine import in_holdout
+    from sop.services import journey_dry_run
+    from sop.steps import ab_variant
+
+    definition = {"trigger": {"type": "manual"}, "start": "split", "holdout_percent": 10, "steps": [
+        {"id": "split", "type": "branch", "condition": {"kind": "ab", "percent_a": 50}, "then": "sms_a", "else": "task_b"},
+        {"id": "sms_a", "type": "sms", "template": sop_kit["sms"].template_id, "next": "wait"},
+        {"id": "task_b", "type": "task", "title": "B 组回访", "due_hours": 4, "next": "wait"},
+        {"id": "wait", "type": "wait", "minutes": 60}]}
+    customers = [client_of(i) for i in range(22)]
+    Unsubscribe.objects.create(customer=customers[0], channel="sms")
+    result = journey_dry_run(definition=definition, customers=Customer.objects.all())
+    treated = [c for c in customers if not in_holdout(0, c.pk, 10)]
+    arm_a = [c for c in treated if ab_variant(c.pk, "split", 50) == "A"]
+    steps = {row["step"]: row for row in result["steps"]}
+    assert result["would_enter"] + result["holdout"] == 22 and result["would_enter"] == len(treated)
+    assert steps["split"]["arms"] == {"then": len(arm_a), "else": len(treated) - len(arm_a)}
+    sms = steps["sms_a"]
+    assert sms["reaching"] == len(arm_a) == sms["would_send"] + sum(sms["blocked"].values())
+    assert sms["blocked"] == ({"unsubscribed": 1} if customers[0] in arm_a else {})
+    assert steps["task_b"]["reaching"] == len(treated) - len(arm_a)
+    assert steps["wait"]["reaching"] == len(treated)  # both arms meet again; blocked clients go on
+
+
+def test_the_contact_way_welcome_answers_the_client_and_does_not_use_up_the_caps(provider, sop_kit, client_of):
+    GuardPolicy.objects.filter(pk=1).update(caps={"wecom": {"day": 1}})
+    customer = client_of(1, wecom_external_userid="wm_new")
+    # the client scanned the advisor's 渠道活码: WeCom's add (bookkeeping) and the automatic welcome
+    Touch.objects.create(customer=customer, channel="wecom", direction="in", content="客户添加了企业微信",
+                         source="wecom_add", occurred_at=NOON - timedelta(minutes=5))
+    for _ in range(4):  # even several welcomes (several advisors) use none of the monthly group-send quota
+        Touch.objects.create(customer=customer, channel="wecom", content="欢迎！", source="wecom_welcome",
+                             occurred_at=NOON - timedelta(minutes=4))
+    journey = sop_kit["publish"]([{"id": "a", "type": "wecom_message", "template": sop_kit["wecom"].template_id,
+                                   "executor": "advisor"}])
+    run = run_one(journey, [customer])[customer.pk]
+    assert (run.status, run.outcome) == ("done", "prepared")
+    # a message the journey itself sent does count: a second journey that day is capped
+    Touch.objects.filter(customer=customer, source="sop").update(status="sent")
+    second = sop_kit["publish"]([{"id": "a", "type": "wecom_message", "template": sop_kit["wecom"].template_id,
+                                  "executor": "advisor"}], name="第二个旅程")
+    StepRun.objects.all().delete()
+    assert run_one(second, [customer])[customer.pk].block_reason == "frequency_cap"

@@ -83,3 +83,56 @@ def test_bad_definitions_name_the_node(steps, path):
     with pytest.raises(DefinitionError) as exc:
         definition_validate({"trigger": {"type": "manual"}, "start": "a", "steps": steps})
     assert exc.value.path == path
+
+
+@pytest.mark.parametrize("body", ["{name:>2000000}您好", "{name!r}您好", "{name.__class__}", "{name[0]}", "{ name }",
+                                  "{name", "您好}"])
+def test_only_bare_variables_are_accepted_and_nothing_is_formatted(operator, body):
+    with pytest.raises(ApplicationError) as exc:
+        template_save(actor=operator, template=None, name="x", channel="sms", body=body)
+    assert exc.value.code == "template_invalid"
+    assert not TemplateVersion.objects.exists()
+
+
+def test_rendering_substitutes_bare_variables_and_never_evaluates_the_rest(advisor):
+    from customers.tests.factories import CustomerFactory
+    from sop.templates_lint import template_render
+
+    customer = CustomerFactory(name="张三", advisor=advisor)
+    assert template_render(TemplateVersion(body="{{name}} 是 {name}"), customer=customer, advisor=advisor,
+                           tier_labels={}) == "{name} 是 张三"
+    # a version stored before the rule keeps its odd token as text: no 2 MB padding, no attribute access
+    old = TemplateVersion(body="{name:>2000000}|{name.__class__}|{name}")
+    assert template_render(old, customer=customer, advisor=advisor, tier_labels={}) == \
+        "{name:>2000000}|{name.__class__}|张三"
+
+
+@pytest.mark.parametrize("disclosure", ["基金有风险，投资需谨慎。", "理财非存款、产品有风险、投资须谨慎。",
+                                        "股市有风险、入市需谨慎。", "投资有风险。"])
+def test_the_wordings_regulators_require_are_accepted_disclosures(operator, disclosure):
+    from customers.models import Product
+
+    fund = Product.objects.create(code="F1", name="基金甲", type="fund", risk_level="R3")
+    version = template_save(actor=operator, template=None, name="x", channel="sms", body=f"{{product}}热销中。{disclosure}",
+                            product=fund)
+    assert version.status == "pending"
+
+
+def test_compliance_maintains_the_accepted_disclosures(client, operator, compliance):
+    from customers.models import Product
+    from sop.models import ForbiddenPhrase
+
+    fund = Product.objects.create(code="F1", name="基金甲", type="fund", risk_level="R3")
+    body = "{product}热销中。市场波动，请审慎决策。"
+    with pytest.raises(ApplicationError, match="风险提示"):
+        template_save(actor=operator, template=None, name="x", channel="sms", body=body, product=fund)
+    client.force_login(compliance)
+    response = client.post("/sop/compliance/phrases/", {"kind": "disclosure", "phrase": "请审慎决策", "reason": "公司规定"})
+    assert response.status_code == 302
+    assert ForbiddenPhrase.objects.get(phrase="请审慎决策").kind == "disclosure"
+    assert template_save(actor=operator, template=None, name="x", channel="sms", body=body, product=fund).status == "pending"
+    page = client.get("/sop/compliance/phrases/").content.decode()
+    assert 'data-testid="phrase-list-disclosure"' in page and "请审慎决策" in page and "基金有风险" in page
+    # the same wording cannot be both forbidden and required
+    response = client.post("/sop/compliance/phrases/", {"kind": "forbidden", "phrase": "请审慎决策"})
+    assert response.status_code == 400 and "认可的风险提示" in response.content.decode()
