@@ -1,18 +1,16 @@
 """合规: the audit log with filters and an audited CSV export."""
 
-import csv
-
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.exports import ExportAudit, export_response
 from core.models import Role
 from core.selectors import audit_actions, audit_list
-from core.services import audit_record
 
 AUDIT_ROLES = {Role.COMPLIANCE, Role.ADMIN}
 
@@ -54,27 +52,22 @@ def compliance_index(request):
                    "sop_summary": sop_summary})
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 def audit_export(request):
     _require_audit_role(request.user)
     form = AuditFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
-    audit_record(actor=request.user, action="audit.export", target_type="audit_log",
-                 ip_address=request.META.get("REMOTE_ADDR"), details={k: str(v) for k, v in filters.items() if v})
-    writer = csv.writer(_Echo())
 
     def rows():
-        yield "\ufeff"
-        yield writer.writerow(["time", "actor", "action", "target_type", "target", "reason", "ip", "details"])
         for row in audit_list(filters=filters).iterator(chunk_size=2000):
-            yield writer.writerow([timezone.localtime(row.created_at).isoformat(), row.actor_label, row.action,
-                                   row.target_type, row.target_id, row.reason, row.ip_address or "", row.details])
+            yield [timezone.localtime(row.created_at).isoformat(), row.actor_label, row.action,
+                   row.target_type, row.target_id, row.reason, row.ip_address or "", row.details]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
-    return response
+    return export_response(
+        filename="audit-log.csv",
+        header=["time", "actor", "action", "target_type", "target", "reason", "ip", "details"],
+        rows=rows(),
+        audit=ExportAudit(actor=request.user, action="audit.export", target_type="audit_log",
+                          ip_address=request.META.get("REMOTE_ADDR"),
+                          details={k: str(v) for k, v in filters.items() if v}),
+    )

@@ -70,4 +70,6 @@ def mask_mobile(mobile: str) -> str:
 
 
 def mask_id_number(id_number: str) -> str:
-    return f"{id_number[:3]}{'*' * (len(id_number) - 7)}{id_number[-4:]}" if len(id_number) > 7 else "****"
+    """Only the last four characters (``**************1234``): the region code and birth date in the first
+    fourteen would narrow an 18-digit number down to a handful of candidates."""
+    return f"{'*' * (len(id_number) - 4)}{id_number[-4:]}" if len(id_number) > 7 else "****"

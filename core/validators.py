@@ -1,14 +1,14 @@
 """Chinese identity data: GB 11643-1999 resident ID numbers and mainland mobile numbers."""
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^\d{17}[\dX]$")
+_ID_RE = ID_NUMBER_RE = re.compile(r"^\d{17}[\dX]$")
 MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 
 
@@ -46,3 +46,86 @@ def normalize_mobile(value: str) -> str:
 def validate_mobile(value: str) -> None:
     if not MOBILE_RE.match(normalize_mobile(value)):
         raise ValidationError(_("手机号应为 11 位中国大陆手机号"), code="mobile_format")
+
+
+# --- identifiers other systems give us --------------------------------------------------------------------
+
+EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+EXTERNAL_ID_RULE = _("只能包含字母、数字和 . _ -，以字母或数字开头，最多 64 个字符")
+
+
+class InvalidIdentifier(ValueError):
+    def __init__(self, code: str, message):
+        super().__init__(str(message))
+        self.code, self.message = code, str(message)
+
+
+def external_id_normalize(value) -> str:
+    """The one normalisation of an identifier another system gives us (customer, trade and event external ids,
+    product codes, customer references): a JSON string matching ``EXTERNAL_ID_RE`` once surrounding spaces are
+    stripped. Numbers are refused rather than converted (``990000777001.0`` is not ``"990000777001"``): every
+    check and every write sees exactly the string this returns. Raises InvalidIdentifier(code, message)."""
+    if not isinstance(value, str):
+        raise InvalidIdentifier("invalid_type", _("应为字符串（如 \"C0001\"），不接受数字或其他类型"))
+    text = value.strip()
+    if not text:
+        raise InvalidIdentifier("required", _("必填"))
+    if len(text) > 64:
+        raise InvalidIdentifier("too_long", _("最多 64 个字符"))
+    if not EXTERNAL_ID_RE.fullmatch(text):
+        raise InvalidIdentifier("invalid_format", EXTERNAL_ID_RULE)
+    return text
+
+
+# --- times and amounts other systems give us -------------------------------------------------------------
+
+MAX_UTC_OFFSET = timedelta(hours=14)  # the widest offset in use (Kiribati, +14:00); PostgreSQL refuses ±16:00 and more
+
+
+def utc_offset_valid(moment) -> bool:
+    offset = moment.utcoffset()
+    return offset is None or abs(offset) <= MAX_UTC_OFFSET
+
+
+class InvalidNumber(ValueError):
+    def __init__(self, code: str, message):
+        super().__init__(str(message))
+        self.code, self.message = code, str(message)
+
+
+def decimal_parse(value, *, integer_digits: int, places: int = 2, positive: bool = False):
+    """A money amount or similar from JSON or a spreadsheet: a number or a numeric string (``1,234.5``, ``¥100``),
+    rounded half-up to ``places``, with at most ``integer_digits`` digits before the point. Refuses booleans,
+    NaN/Infinity and anything too large *before* rounding (``"1e30"`` would overflow decimal's context)."""
+    from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise InvalidNumber("invalid_type", _("应为数字或数字字符串"))
+    text = repr(value) if isinstance(value, float) else str(value).strip()
+    text = text.replace(",", "").replace("，", "").lstrip("¥￥")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise InvalidNumber("invalid_decimal", _("应为数字")) from None
+    if not number.is_finite():
+        raise InvalidNumber("invalid_decimal", _("应为数字"))
+    if number != 0 and number.adjusted() >= integer_digits:
+        raise InvalidNumber("invalid_decimal", _("数值过大"))
+    number = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if number != 0 and number.adjusted() >= integer_digits:  # rounding carried it over
+        raise InvalidNumber("invalid_decimal", _("数值过大"))
+    if positive and number <= 0:
+        raise InvalidNumber("not_positive", _("金额必须大于 0"))
+    if not positive and number < 0:
+        raise InvalidNumber("negative", _("不能为负数"))
+    return number
+
+
+# --- text that PostgreSQL cannot store ------------------------------------------------------------------
+
+UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone UTF-16 surrogates JSON can carry
+UNSTORABLE_MESSAGE = _("包含无法保存的字符（空字符或不成对的 Unicode 代理项）")
+
+
+def text_storable(text: str) -> bool:
+    return UNSTORABLE_CHARACTERS.search(text) is None

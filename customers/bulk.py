@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import re
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg2.extras import execute_values
@@ -35,13 +36,21 @@ from psycopg2.extras import execute_values
 from core import crypto
 from core.models import Branch, User
 from core.validators import (
+    UNSTORABLE_MESSAGE,
+    InvalidIdentifier,
+    InvalidNumber,
+    decimal_parse,
+    external_id_normalize,
     id_number_birth_date,
     normalize_id_number,
     normalize_mobile,
+    text_storable,
     validate_id_number,
     validate_mobile,
 )
 from customers.models import Customer, FunnelStage, Gender, LifecycleStage, RiskLevel
+
+logger = logging.getLogger(__name__)
 
 
 class BulkErrorCode(enum.StrEnum):
@@ -64,6 +73,8 @@ class BulkErrorCode(enum.StrEnum):
     UNKNOWN_ADVISOR = "unknown_advisor"
     ADVISOR_BRANCH_MISMATCH = "advisor_branch_mismatch"
     DUPLICATE = "duplicate"
+    INVALID_FORMAT = "invalid_format"
+    OUT_OF_SCOPE = "out_of_scope"
 
 
 FIELDS = (
@@ -79,7 +90,6 @@ _MAX_LENGTH = {
     for name in ("external_id", "name", "region", "occupation", "channel", "utm_source", "utm_medium", "utm_campaign")
 }
 _DATE_FIELDS = ("birth_date", "risk_assessed_at", "opened_at")
-_ASSETS_LIMIT = Decimal(10) ** (18 - 2)  # max_digits=18, decimal_places=2
 
 # accepted spellings of each closed enum → stored value (matched case-insensitively)
 _GENDERS = {"m": "M", "f": "F", "u": "U", "男": "M", "女": "F", "未知": "U", "male": "M", "female": "F"}
@@ -130,6 +140,8 @@ def _as_text(value, *, field: str) -> str:
     if isinstance(value, float):
         value = int(value) if value.is_integer() else value  # spreadsheets hand numbers over as floats
     text = str(value).strip()
+    if not text_storable(text):
+        raise _Invalid(BulkErrorCode.INVALID_TYPE, UNSTORABLE_MESSAGE)
     limit = _MAX_LENGTH.get(field)
     if limit and len(text) > limit:
         raise _Invalid(BulkErrorCode.TOO_LONG, _("最多 %(limit)d 个字符") % {"limit": limit})
@@ -156,23 +168,10 @@ def _as_date(value, *, today: dt.date) -> dt.date:
 
 
 def _as_decimal(value) -> Decimal:
-    if isinstance(value, bool):
-        raise _Invalid(BulkErrorCode.INVALID_TYPE, _("值的类型无效"))
-    if isinstance(value, float):
-        value = repr(value)
-    text = _as_text(value, field="").replace(",", "").replace("，", "").lstrip("¥￥")
     try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise _Invalid(BulkErrorCode.INVALID_DECIMAL, _("应为数字")) from None
-    if not number.is_finite():
-        raise _Invalid(BulkErrorCode.INVALID_DECIMAL, _("应为数字"))
-    if number < 0:
-        raise _Invalid(BulkErrorCode.NEGATIVE, _("不能为负数"))
-    number = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    if number >= _ASSETS_LIMIT:
-        raise _Invalid(BulkErrorCode.INVALID_DECIMAL, _("数值过大"))
-    return number
+        return decimal_parse(value, integer_digits=16)
+    except InvalidNumber as exc:
+        raise _Invalid(BulkErrorCode(exc.code), exc.message) from None
 
 
 def _as_choice(value, *, field: str) -> str:
@@ -208,7 +207,16 @@ def _first_message(exc) -> str:
     return str(messages[0]) if messages else str(exc)
 
 
+def _as_external_id(value) -> str:
+    try:
+        return external_id_normalize(value)
+    except InvalidIdentifier as exc:
+        raise _Invalid(BulkErrorCode(exc.code), exc.message) from None
+
+
 def _clean_value(field: str, value, *, today: dt.date):
+    if field == "external_id":
+        return _as_external_id(value)
     if field in _ENUMS:
         return _as_choice(value, field=field)
     if field in _DATE_FIELDS:
@@ -265,7 +273,7 @@ def customer_rows_validate(rows: Iterable[dict], *, start_index: int = 0) -> tup
 def _row_clean(row: dict, index: int, *, today: dt.date) -> dict:
     """Cleaned values of one row, with its field errors under ``_errors``."""
     raw_id = row.get("external_id")
-    external_id = str(raw_id).strip()[:64] if _given(raw_id) and not isinstance(raw_id, dict | list) else ""
+    external_id = str(raw_id).strip()[:64] if _given(raw_id) and not isinstance(raw_id, dict | list) else ""  # to echo
     clean: dict = {"index": index, "_external_id": external_id, "_errors": []}
     row_errors = clean["_errors"]
     for key in row:
@@ -425,7 +433,78 @@ def _stage(cursor, rows: list[dict]) -> None:
     )
 
 
-def _upsert(cursor) -> tuple[list[int], list[int]]:
+def retryable(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure: the transaction lost a race and may simply run again."""
+    cause = exc.__cause__
+    return (getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)) in ("40P01", "40001")
+
+
+def _write(valid: list[dict], *, dry_run: bool, branch_id: int | None) -> tuple[list[dict], list[dict], int, int]:
+    """Stage, lock, scope-check and upsert (or count, on a dry run): (rows kept, scope errors, created, updated)."""
+    refused: list[dict] = []
+    with connection.cursor() as cursor:
+        _stage(cursor, valid)
+        if not dry_run:
+            _lock_keys(cursor)
+        if branch_id is not None:
+            refused = _scope_check(cursor, valid, branch_id)
+            refused_ids = {e["external_id"] for e in refused}
+            valid = [r for r in valid if r["external_id"] not in refused_ids]
+        if dry_run:
+            created, updated = _would_change(cursor)
+        else:
+            created_ids, updated_ids = _upsert(cursor, branch_id)
+            created, updated = len(created_ids), len(updated_ids)
+            if created_ids or updated_ids:
+                for hook in CUSTOMERS_CHANGED_HOOKS:
+                    transaction.on_commit(lambda hook=hook: hook(created_ids, updated_ids), robust=True)
+        cursor.execute(f"TRUNCATE {_STAGE}")  # personal data (encrypted) does not outlive the call
+    return valid, refused, created, updated
+
+
+_KEY_LOCK_CLASS = 0x6375  # "cu": pg_advisory_xact_lock(class, hashtext(external_id)) for customer keys
+
+
+def _lock_keys(cursor) -> None:
+    """Take every key of the batch, existing or new, in one global order (by hash) before writing, so concurrent
+    overlapping batches queue instead of deadlocking: an existing row and a key another batch is inserting right now
+    are covered alike. Then lock the existing rows so the values kept for fields not given are the latest ones."""
+    cursor.execute(
+        f"SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT DISTINCT hashtext(external_id) AS k "
+        f"FROM {_STAGE} ORDER BY 1) keys", [_KEY_LOCK_CLASS])
+    cursor.execute(f"SELECT 1 FROM {_TABLE} WHERE external_id IN (SELECT external_id FROM {_STAGE}) "
+                   "ORDER BY external_id FOR UPDATE")
+
+
+def _scope_check(cursor, rows: list[dict], branch_id: int) -> list[dict]:
+    """Errors for staged rows a caller limited to ``branch_id`` may not write (a customer stored in another
+    branch, or a row naming another branch), which are taken off the stage. Runs after the existing rows are
+    locked, on the identifiers exactly as staged."""
+    cursor.execute(
+        f"SELECT s.external_id, c.id IS NOT NULL AND c.branch_id IS DISTINCT FROM %s AS elsewhere FROM {_STAGE} s "
+        f"LEFT JOIN {_TABLE} c ON c.external_id = s.external_id "
+        "WHERE (c.id IS NOT NULL AND c.branch_id IS DISTINCT FROM %s) OR s.branch_id <> %s",
+        [branch_id, branch_id, branch_id],
+    )
+    refused = dict(cursor.fetchall())
+    if not refused:
+        return []
+    cursor.execute(f"DELETE FROM {_STAGE} WHERE external_id = ANY(%s)", [list(refused)])
+    errors = []
+    for row in rows:
+        if row["external_id"] in refused:
+            if refused[row["external_id"]]:
+                errors.append(_error(row["index"], row["external_id"], "external_id", BulkErrorCode.OUT_OF_SCOPE,
+                                     _("该客户不属于本客户端的营业部")))
+            else:
+                errors.append(_error(row["index"], row["external_id"], "branch", BulkErrorCode.OUT_OF_SCOPE,
+                                     _("只能写入本客户端所属营业部的客户")))
+    return errors
+
+
+def _upsert(cursor, branch_id: int | None = None) -> tuple[list[int], list[int]]:
+    """The one writing statement. With ``branch_id`` it inserts and updates only customers of that branch
+    that stay in it, whatever was checked before."""
     proposed, params = _proposed_sql()
     columns = ", ".join(_COLUMN_NAMES)
     assignments = []
@@ -440,11 +519,16 @@ def _upsert(cursor) -> tuple[list[int], list[int]]:
     assignments.append("updated_at = now()")
     stored = ", ".join(f"t.{name}" for name in _COMPARED)
     incoming = ", ".join(f"EXCLUDED.{name}" for name in _COMPARED)
+    insert_guard = update_guard = ""
+    if branch_id is not None:
+        insert_guard = "WHERE p.branch_id = %s "
+        update_guard = "t.branch_id = %s AND EXCLUDED.branch_id = %s AND "
+        params = [*params, branch_id, branch_id, branch_id]
     sql = (
         f"INSERT INTO {_TABLE} AS t (external_id, {columns}) "
-        f"SELECT external_id, {columns} FROM ({proposed}) p ORDER BY external_id "
+        f"SELECT external_id, {columns} FROM ({proposed}) p {insert_guard}ORDER BY external_id "
         f"ON CONFLICT (external_id) DO UPDATE SET {', '.join(assignments)} "
-        f"WHERE ({stored}) IS DISTINCT FROM ({incoming}) "
+        f"WHERE {update_guard}({stored}) IS DISTINCT FROM ({incoming}) "
         "RETURNING id, (xmax = 0) AS created"
     )
     cursor.execute(sql, params)
@@ -477,6 +561,7 @@ CUSTOMERS_CHANGED_HOOKS: list = []
 @transaction.atomic
 def customer_bulk_upsert(
     *, actor_label: str, rows: list[dict], dry_run: bool = False, actor=None, audit: bool = True,
+    branch_id: int | None = None,
 ) -> dict:
     """Validate and upsert a batch of customers by ``external_id``; idempotent.
 
@@ -484,30 +569,25 @@ def customer_bulk_upsert(
     rejected; ``errors`` as in :func:`customer_rows_validate`). Invalid rows change nothing;
     the valid rows of the same batch are saved. With ``dry_run`` nothing is written and the
     counts say what would happen. One audit row per call unless ``audit`` is False (the file
-    import audits once per file instead).
+    import audits once per file instead). With ``branch_id`` (a branch-scoped API client) a
+    customer stored in another branch, or a row naming another branch, is a row error, and the
+    writing statement itself can neither move a customer out of that branch nor into it.
     """
     from core.services import audit_record
 
     valid, errors = customer_rows_validate(rows)
     created = updated = 0
     if valid:
-        with connection.cursor() as cursor:
-            _stage(cursor, valid)
-            if dry_run:
-                created, updated = _would_change(cursor)
-            else:
-                # lock the existing rows first, in a fixed order, so the stored values the
-                # upsert keeps for fields not given are the latest ones
-                cursor.execute(
-                    f"SELECT 1 FROM {_TABLE} WHERE external_id IN (SELECT external_id FROM {_STAGE}) "
-                    "ORDER BY id FOR UPDATE"
-                )
-                created_ids, updated_ids = _upsert(cursor)
-                created, updated = len(created_ids), len(updated_ids)
-                if created_ids or updated_ids:
-                    for hook in CUSTOMERS_CHANGED_HOOKS:
-                        transaction.on_commit(lambda hook=hook: hook(created_ids, updated_ids), robust=True)
-            cursor.execute(f"TRUNCATE {_STAGE}")  # personal data (encrypted) does not outlive the call
+        for attempt in (1, 2):
+            try:
+                with transaction.atomic():  # a savepoint: a deadlock or serialization failure undoes this attempt only
+                    valid, refused, created, updated = _write(valid, dry_run=dry_run, branch_id=branch_id)
+                break
+            except OperationalError as exc:
+                if attempt == 2 or not retryable(exc):
+                    raise
+                logger.warning("customer bulk upsert: %s, retrying once", type(exc.__cause__).__name__)
+        errors = sorted([*errors, *refused], key=lambda e: e["index"])
     result = {
         "created": created,
         "updated": updated,

@@ -40,22 +40,39 @@ lifecycle_stage    生命周期 生命周期阶段 lifecycle_stage
 
 An unknown or repeated column, or a missing 客户号/姓名 column, fails the job before any row
 is read: a misspelt "手机" column must not be dropped silently.
+
+Limits (settings, from the environment): the upload is at most ``IMPORT_MAX_UPLOAD_MB`` and
+``IMPORT_MAX_ROWS`` data rows. An .xlsx is a zip whose members are checked from its central
+directory BEFORE openpyxl opens it (openpyxl loads every shared string into memory: a 400 KB file
+can expand to gigabytes): the sum of uncompressed sizes (``IMPORT_XLSX_MAX_UNCOMPRESSED_MB``), any one
+member (``IMPORT_XLSX_MAX_MEMBER_MB``), the compression ratio of members over 1 MB
+(``IMPORT_XLSX_MAX_RATIO``) and the number of members (``IMPORT_XLSX_MAX_MEMBERS``). Python's zipfile
+stops at a member's declared size, so the declared sizes bound what is decompressed. The checks run at
+upload (the page's error, ``ApplicationError`` in ``import_job_create``, the command) and again in the job
+on the stored file, before any row is read or written.
+
+A job is claimed (``attempts`` + 1, ``attempt_rows`` = rows committed so far) before its file is opened.
+A delivery that finds the job still running although its last attempt committed nothing (the worker died
+opening the file or in its first chunk), or a stale job that used ``MAX_ATTEMPTS``, fails it once with
+"处理中断…" instead of running the same file again: a poisoned file cannot crash worker after worker.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import enum
+import io
 import logging
 import re
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -67,6 +84,7 @@ from django.utils.translation import gettext as _
 
 from core import crypto
 from core.errors import ApplicationError
+from core.exports import csv_write
 from core.models import Role
 from core.validators import normalize_id_number, normalize_mobile
 from customers.bulk import FIELDS, REQUIRED_FIELDS, customer_bulk_upsert
@@ -79,6 +97,9 @@ STALE_AFTER = timedelta(minutes=10)  # a running job without a heartbeat for thi
 ALLOWED_SUFFIXES = (".csv", ".xlsx")
 IMPORT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 DRY_RUN_FILE_TTL = timedelta(days=1)  # an unconfirmed dry run's upload (clear personal data) is purged after this
+MAX_ATTEMPTS = 3  # claims of one job (first run + resumes after a lost worker); then it fails instead
+RATIO_CHECKED_FROM = 1024 * 1024  # small members (styles, rels) may compress well; the ratio is checked above this
+MB = 1024 * 1024
 
 
 class ImportErrorCode(enum.StrEnum):
@@ -86,6 +107,10 @@ class ImportErrorCode(enum.StrEnum):
     EMPTY_FILE = "import_empty_file"
     NOT_CONFIRMABLE = "import_not_confirmable"
     FILE_GONE = "import_file_gone"
+    FILE_TOO_LARGE = "import_file_too_large"
+    TOO_MANY_ROWS = "import_too_many_rows"
+    ARCHIVE_TOO_LARGE = "import_archive_too_large"  # an .xlsx that expands too much (decompression bomb)
+    BAD_FILE = "import_bad_file"
 
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -132,6 +157,17 @@ class _JobFailed(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class _FileRefused(_JobFailed):
+    """A file over one of the limits: ApplicationError at upload, a failed job when found by the job."""
+
+    def __init__(self, code: ImportErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+    def application_error(self) -> ApplicationError:
+        return ApplicationError(self.code, self.message)
 
 
 # --- access ----------------------------------------------------------------------------------
@@ -183,6 +219,10 @@ def import_job_create(*, actor, file, dry_run: bool, original_name: str = "", en
         raise ApplicationError(ImportErrorCode.UNSUPPORTED_FILE, _("只支持 CSV 或 XLSX（.xlsx）文件"))
     if not file.size:
         raise ApplicationError(ImportErrorCode.EMPTY_FILE, _("文件是空的"))
+    try:
+        import_file_check(file=file, size=file.size)
+    except _FileRefused as exc:
+        raise exc.application_error() from None
     job = ImportJob(original_name=name[:255], dry_run=dry_run,
                     created_by=actor if getattr(actor, "pk", None) else None)
     job.file.save(f"{uuid.uuid4().hex}{suffix}", file, save=False)  # the user's file name may carry personal data
@@ -214,35 +254,161 @@ def import_job_confirm(*, actor, job: ImportJob, enqueue: bool = True) -> Import
 
 # --- reading files ---------------------------------------------------------------------------
 
-def _file_kind(path: Path) -> str:
-    with path.open("rb") as f:
-        head = f.read(8)
+def _kind_of(head: bytes) -> str:
     if head.startswith(b"PK\x03\x04"):
         return "xlsx"
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        raise _JobFailed(_("不支持旧版 Excel（.xls）文件，请另存为 .xlsx 或 CSV"))
+        raise _FileRefused(ImportErrorCode.UNSUPPORTED_FILE, _("不支持旧版 Excel（.xls）文件，请另存为 .xlsx 或 CSV"))
     return "csv"
 
 
-def _csv_probe(path: Path) -> tuple[str, str, int]:
-    """(encoding, delimiter, number of records incl. header): one streaming pass."""
+def _file_kind(path: Path) -> str:
+    with path.open("rb") as f:
+        return _kind_of(f.read(8))
+
+
+def _mb(size: int) -> str:
+    return f"{size / MB:,.1f}"
+
+
+def _size_check(size: int) -> None:
+    limit = settings.IMPORT_MAX_UPLOAD_MB
+    if size > limit * MB:
+        raise _FileRefused(ImportErrorCode.FILE_TOO_LARGE, _(
+            "文件过大（%(size)s MB），上限为 %(limit)s MB，请拆分后分批导入") % {"size": _mb(size), "limit": limit})
+
+
+def _rows_check(rows: int) -> None:
+    limit = settings.IMPORT_MAX_ROWS
+    if rows > limit:
+        raise _FileRefused(ImportErrorCode.TOO_MANY_ROWS, _(
+            "文件行数过多（超过 %(limit)s 行的上限），请拆分后分批导入") % {"limit": f"{limit:,}"})
+
+
+def _too_large(message: str, **values) -> _FileRefused:
+    return _FileRefused(ImportErrorCode.ARCHIVE_TOO_LARGE, _("文件解压后过大：") + message % values
+                        + _("。请确认是正常的 Excel 文件，或另存为 CSV、拆分后再导入"))
+
+
+def _xlsx_archive_check(raw) -> None:
+    """Refuse an .xlsx whose zip directory promises too much, without decompressing anything.
+
+    The entry count is read from the end-of-central-directory record first, so a directory of millions of
+    entries is refused before zipfile builds an object per entry."""
+    bad = _FileRefused(ImportErrorCode.BAD_FILE, _("无法读取 Excel 文件，请确认是有效的 .xlsx 文件"))
+    max_members = settings.IMPORT_XLSX_MAX_MEMBERS
+    try:
+        raw.seek(0)
+        end = zipfile._EndRecData(raw)  # the stdlib's own EOCD reader (handles zip64)
+        if end is None:
+            raise bad
+        if end[zipfile._ECD_ENTRIES_TOTAL] > max_members:
+            raise _too_large(_("包含 %(n)s 个压缩成员，上限为 %(limit)s 个"),
+                             n=f"{end[zipfile._ECD_ENTRIES_TOTAL]:,}", limit=f"{max_members:,}")
+        raw.seek(0)
+        with zipfile.ZipFile(raw) as archive:
+            members = archive.infolist()
+    except _FileRefused:
+        raise
+    except Exception:  # noqa: BLE001 - a damaged directory (BadZipFile, struct.error, OSError…) means the same
+        raise bad from None
+    finally:
+        raw.seek(0)
+    if len(members) > max_members:
+        raise _too_large(_("包含 %(n)s 个压缩成员，上限为 %(limit)s 个"), n=f"{len(members):,}", limit=f"{max_members:,}")
+    total, total_limit = sum(m.file_size for m in members), settings.IMPORT_XLSX_MAX_UNCOMPRESSED_MB
+    if total > total_limit * MB:
+        raise _too_large(_("共 %(size)s MB，上限为 %(limit)s MB"), size=_mb(total), limit=total_limit)
+    member_limit = settings.IMPORT_XLSX_MAX_MEMBER_MB
+    ratio_limit = settings.IMPORT_XLSX_MAX_RATIO
+    for member in members:
+        if member.file_size > member_limit * MB:
+            raise _too_large(_("其中 %(name)s 解压后 %(size)s MB，单个部件上限为 %(limit)s MB"),
+                             name=member.filename[:80], size=_mb(member.file_size), limit=member_limit)
+        if member.file_size > RATIO_CHECKED_FROM and member.file_size > ratio_limit * max(member.compress_size, 1):
+            raise _too_large(_("其中 %(name)s 的压缩比为 %(ratio)s 倍，上限为 %(limit)s 倍"),
+                             name=member.filename[:80], ratio=f"{member.file_size // max(member.compress_size, 1):,}",
+                             limit=ratio_limit)
+
+
+def _csv_probe(raw) -> tuple[str, str, int]:
+    """(encoding, delimiter, number of records incl. header) of a binary stream: one streaming pass that
+    stops counting just past ``IMPORT_MAX_ROWS``."""
+    stop_at = settings.IMPORT_MAX_ROWS + 2
     for encoding in ("utf-8-sig", "gb18030"):
+        raw.seek(0)
+        text = io.TextIOWrapper(raw, encoding=encoding, newline="")
         try:
-            with path.open(encoding=encoding, newline="") as f:
-                first = f.readline()
-                delimiter = "\t" if "\t" in first and "," not in first else ","
-                f.seek(0)
-                count = sum(1 for _row in csv.reader(f, delimiter=delimiter))
+            first = text.readline()
+            delimiter = "\t" if "\t" in first and "," not in first else ","
+            text.seek(0)
+            count = 0
+            for _row in csv.reader(text, delimiter=delimiter):
+                count += 1
+                if count >= stop_at:
+                    break
             return encoding, delimiter, count
         except UnicodeDecodeError:
             continue
+        finally:
+            text.detach()
+            raw.seek(0)
     raise _JobFailed(_("无法识别文件编码，请保存为 UTF-8 或 GBK 编码的 CSV"))
+
+
+def import_limits() -> dict:
+    """The limits as the upload page states them."""
+    return {"max_upload_mb": settings.IMPORT_MAX_UPLOAD_MB, "max_rows": settings.IMPORT_MAX_ROWS,
+            "max_rows_text": f"{settings.IMPORT_MAX_ROWS:,}"}
+
+
+def import_file_check(*, file, size: int) -> None:
+    """The limits a file must meet before it is stored or read: size, rows (CSV), the zip (XLSX).
+    ``file`` is a binary stream (an upload, a Django File or an open file); raises ``_FileRefused``."""
+    _size_check(size)
+    file.seek(0)
+    head = file.read(8)
+    file.seek(0)
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return  # an old .xls under another name: the job fails it with its own message
+    if _kind_of(head) == "xlsx":
+        _xlsx_archive_check(file)  # its rows are counted by the job, once the archive is known to be safe
+        return
+    try:
+        _encoding, _delimiter, count = _csv_probe(file)
+    except _FileRefused:
+        raise
+    except _JobFailed as exc:
+        raise _FileRefused(ImportErrorCode.BAD_FILE, exc.message) from None
+    _rows_check(max(count - 1, 0))
+
+
+_ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]{0,15}:)?row[\s/>]")
+
+
+def _xlsx_rows_count(sheet) -> int | None:
+    """<row> elements of the sheet's XML, counted on the (bounded) stream without building cells; None
+    when openpyxl does not expose the sheet's source."""
+    source = getattr(sheet, "_get_source", None)
+    if source is None:
+        return None
+    count, tail, overlap = 0, b"", 32
+    with source() as f:
+        while chunk := f.read(1 << 20):
+            data = tail + chunk
+            limit = len(data) - overlap
+            count += sum(1 for m in _ROW_TAG.finditer(data) if m.start() < limit)
+            tail = data[max(limit, 0):]
+    return count + len(_ROW_TAG.findall(tail))
 
 
 @contextlib.contextmanager
 def _table_open(path: Path) -> Iterator[tuple[int, Iterator]]:
-    """(estimated data rows, iterator of row tuples starting with the header)."""
+    """(data rows, iterator of row tuples starting with the header), after every limit is checked."""
+    _size_check(path.stat().st_size)
     if _file_kind(path) == "xlsx":
+        with path.open("rb") as raw:
+            _xlsx_archive_check(raw)  # BEFORE openpyxl: it loads every shared string into memory
         import openpyxl
 
         try:
@@ -251,12 +417,17 @@ def _table_open(path: Path) -> Iterator[tuple[int, Iterator]]:
             raise _JobFailed(_("无法读取 Excel 文件，请确认是有效的 .xlsx 文件")) from None
         try:
             sheet = workbook.worksheets[0]
-            max_row = sheet.max_row or 0  # from the sheet's dimension tag; 0 when the writer left it out
-            yield max(max_row - 1, 0), sheet.iter_rows(values_only=True)
+            rows = _xlsx_rows_count(sheet)
+            if rows is None:
+                rows = sheet.max_row or 0  # the sheet's dimension tag; 0 when the writer left it out
+            _rows_check(max(rows - 1, 0))
+            yield max(rows - 1, 0), sheet.iter_rows(values_only=True)
         finally:
             workbook.close()
     else:
-        encoding, delimiter, count = _csv_probe(path)
+        with path.open("rb") as raw:
+            encoding, delimiter, count = _csv_probe(raw)
+        _rows_check(max(count - 1, 0))
         with path.open(encoding=encoding, newline="") as f:
             yield max(count - 1, 0), csv.reader(f, delimiter=delimiter)
 
@@ -309,12 +480,43 @@ def _masked(field: str, value) -> str:
 # --- running jobs ----------------------------------------------------------------------------
 
 def _claim(job_id: int, runner: str) -> bool:
+    """Take a pending job, or resume a stale one whose last attempt committed rows and that has attempts left.
+    The claim is the start marker: ``attempts`` + 1 and ``attempt_rows`` are written before the file is opened."""
     now = timezone.now()
+    resumable = Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER,
+                  processed_rows__gt=F("attempt_rows"), attempts__lt=MAX_ATTEMPTS)
     return bool(
         ImportJob.objects.filter(pk=job_id)
-        .filter(Q(status=ImportJob.Status.PENDING) | Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER))
-        .update(status=ImportJob.Status.RUNNING, runner=runner, heartbeat_at=now, started_at=Coalesce(F("started_at"), now))
+        .filter(Q(status=ImportJob.Status.PENDING) | resumable)
+        .update(status=ImportJob.Status.RUNNING, runner=runner, heartbeat_at=now, started_at=Coalesce(F("started_at"), now),
+                attempts=F("attempts") + 1, attempt_rows=F("processed_rows"))
     )
+
+
+def _interrupted_fail(job_id: int) -> ImportJob | None:
+    """Fail, once, a job that a redelivered task finds started and unfinished although its last attempt
+    committed nothing (its worker died opening the file or in the first chunk: a decompression bomb, a file
+    too big for the worker's memory), or stale after ``MAX_ATTEMPTS``. Running it again would only crash
+    the next worker the same way. None when the job is not in that state."""
+    now = timezone.now()
+    no_progress = Q(processed_rows=F("attempt_rows"))
+    exhausted = Q(attempts__gte=MAX_ATTEMPTS, heartbeat_at__lt=now - STALE_AFTER)
+    runner = uuid.uuid4().hex
+    if not (ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.RUNNING).filter(no_progress | exhausted)
+            .update(runner=runner, heartbeat_at=now)):
+        return None
+    job = ImportJob.objects.select_related("created_by").get(pk=job_id)
+    logger.error("import job %s interrupted after %s attempt(s), %s rows committed: failed instead of run again",
+                 job.pk, job.attempts, job.processed_rows)
+    if job.processed_rows == job.attempt_rows:
+        message = _("处理中断：上次处理该文件时进程异常退出（可能是文件过大或已损坏，内存不足），为避免反复失败已停止。"
+                    "已提交 %(rows)s 行，请检查文件或拆分后重新上传") % {"rows": f"{job.processed_rows:,}"}
+    else:
+        message = _("处理中断：已尝试 %(n)s 次仍未完成，为避免反复失败已停止。已提交 %(rows)s 行，请检查文件或拆分后重新上传") % {
+            "n": job.attempts, "rows": f"{job.processed_rows:,}"}
+    _finish(job, runner, status=ImportJob.Status.FAILED, message=message)
+    job.refresh_from_db()
+    return job
 
 
 def _chunk_process(job: ImportJob, runner: str, fields: list, header: list[str], items: list[tuple[int, tuple]]) -> dict:
@@ -398,24 +600,13 @@ def _rows_read(job: ImportJob, runner: str, on_progress: Callable[[ImportJob], N
             _chunk_process(job, runner, fields, header, chunk)
 
 
-def _csv_safe(cell):
-    """Neutralise spreadsheet formulas in echoed file content (CSV injection)."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
-    return cell
-
-
 def _report_write(job: ImportJob) -> str:
-    """The full error report (UTF-8 with BOM so Excel opens it), streamed from the stored errors."""
+    """The full error report, streamed from the stored (already masked) errors through core/exports.py."""
     name = f"imports/reports/job-{job.pk}-errors.csv"
     with tempfile.TemporaryFile("w+b") as tmp:
-        text = codecs.getwriter("utf-8")(tmp)
-        text.write("\ufeff")
-        writer = csv.writer(text)
-        writer.writerow([_("行号"), _("客户号"), _("列"), _("值"), _("原因")])
         errors = job.errors.order_by("row_number", "id").values_list("row_number", "external_id", "column", "value", "reason")
-        for row in errors.iterator(chunk_size=5000):
-            writer.writerow([_csv_safe(cell) for cell in row])
+        csv_write(file=tmp, header=[_("行号"), _("客户号"), _("列"), _("值"), _("原因")],
+                  rows=errors.iterator(chunk_size=5000))
         tmp.seek(0)
         default_storage.delete(name)
         return default_storage.save(name, File(tmp))
@@ -450,7 +641,11 @@ def _finish(job: ImportJob, runner: str, *, status: str, message: str = "") -> N
 
 def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | None = None) -> ImportJob | None:
     """Run (or resume) a job; safe to call twice: a job already done, or running elsewhere with a
-    fresh heartbeat, is left alone and None is returned."""
+    fresh heartbeat and rows committed in its current attempt, is left alone and None is returned; a job
+    whose last attempt died without committing anything is failed (see ``_interrupted_fail``)."""
+    interrupted = _interrupted_fail(job_id)
+    if interrupted is not None:
+        return interrupted
     runner = uuid.uuid4().hex
     if not _claim(job_id, runner):
         return None

@@ -5,6 +5,7 @@ from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.scoping import scope_for
@@ -140,6 +141,44 @@ class Customer(models.Model):
     def __str__(self):
         return f"{self.name}（{self.external_id}）"
 
+    @property
+    def age_band(self) -> str | None:
+        """What roles without personal data see instead of the birth date (API and pages)."""
+        return age_band(self.birth_date)
+
+    @property
+    def age_band_label(self) -> str:
+        return age_band_label(self.age_band)
+
+
+AGE_BANDS = ["<20", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+"]
+
+
+def age_band(birth_date: date | None, today: date | None = None) -> str | None:
+    """The decade of life on ``today`` (Shanghai date by default): ``"30-39"``; the open ends ``"<20"`` and
+    ``"80+"`` keep the rare very young and very old from standing out; None when the birth date is unknown."""
+    if birth_date is None:
+        return None
+    today = today or timezone.localdate()
+    age = today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+    if age < 20:
+        return AGE_BANDS[0]
+    if age >= 80:
+        return AGE_BANDS[-1]
+    return f"{age // 10 * 10}-{age // 10 * 10 + 9}"
+
+
+def age_band_label(band: str | None) -> str:
+    """``"30-39"`` → "30–39 岁" (the page's wording)."""
+    if not band:
+        return ""
+    if band == "<20":
+        return str(_("20 岁以下"))
+    if band == "80+":
+        return str(_("80 岁及以上"))
+    low, high = band.split("-")
+    return str(_("%(low)s–%(high)s 岁") % {"low": low, "high": high})
+
 
 EVENT_TYPE_LABELS = {
     "app_login": _("登录 App"), "news_read": _("阅读资讯"), "product_view": _("浏览产品"),
@@ -229,7 +268,19 @@ class BehaviourEvent(models.Model):
 
 
 class Touch(models.Model):
-    """Every contact with a client, in either direction, by any channel."""
+    """Every contact with a client, in either direction, by any channel.
+
+    Two kinds of touch are not what they look like, by ``source`` (one definition for guards, replies, results
+    and the dashboard):
+    * ``BOOKKEEPING_SOURCES``: WeCom telling us a client added or deleted an advisor. Inbound ones are not a
+      client's reply; outbound ones are not a message.
+    * ``NOT_OUTREACH_SOURCES``: outbound touches that do not count toward frequency caps or WeCom's monthly
+      group-send limit: the 渠道活码 welcome answers the client who just added the advisor (WeCom sends it with the
+      add's welcome code, outside the group-send quota), and bookkeeping is no message at all.
+    """
+
+    BOOKKEEPING_SOURCES = ("wecom_add", "wecom_deleted")
+    NOT_OUTREACH_SOURCES = ("wecom_welcome", "wecom_deleted")
 
     class Channel(models.TextChoices):
         WECOM = "wecom", _("企业微信")
@@ -366,6 +417,10 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(_("创建时间"), db_default=Now())
     started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # set by every claim before the file is opened: a delivery that finds the last attempt dead without progress,
+    # or the attempts used up, fails the job instead of running the same file again (customers/imports.py)
+    attempts = models.PositiveSmallIntegerField(_("处理次数"), default=0)
+    attempt_rows = models.PositiveIntegerField(default=0)  # processed_rows when the current attempt started
     finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
 
     class Meta:

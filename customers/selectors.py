@@ -13,7 +13,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from core.crypto import blind_index
-from core.validators import MOBILE_RE, normalize_mobile
+from core.scoping import scope_for
+from core.validators import ID_NUMBER_RE, MOBILE_RE, normalize_id_number, normalize_mobile
 from customers.models import PRODUCT_TYPE_LABELS, BehaviourEvent, Customer, Note, Task, Touch, Trade
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # sorts never-contacted customers first
@@ -49,6 +50,8 @@ class CustomerPage:
     next_cursor: str | None
     sort: str
     filters: dict = field(default_factory=dict)
+    # the term looked like a mobile or ID number but the user has no personal data: searched by name/number only
+    search_refused: bool = False
 
 
 def _encode_cursor(values: list) -> str:
@@ -78,22 +81,45 @@ def _cursor_values(after: str, key: str) -> tuple | None:
         return None
 
 
-def customer_search_q(query: str) -> Q:
-    """Exact mobile (through the keyed hash), exact customer number, or the start of a name."""
+def customer_search_kind(query: str) -> str | None:
+    """``"mobile"`` or ``"id_number"`` when the search term has the shape of one (then it is an exact search
+    of personal data), None for a name or customer number."""
+    query = (query or "").strip()
+    if MOBILE_RE.match(normalize_mobile(query)):
+        return "mobile"
+    if ID_NUMBER_RE.match(normalize_id_number(query)):
+        return "id_number"
+    return None
+
+
+def customer_search_term(query: str) -> str:
+    """The term as the blind index stores it (normalised mobile or ID number), for searching and auditing."""
+    kind = customer_search_kind(query)
+    if kind == "mobile":
+        return normalize_mobile(query.strip())
+    if kind == "id_number":
+        return normalize_id_number(query)
+    return (query or "").strip()
+
+
+def customer_search_q(query: str, *, personal_data: bool = False) -> Q:
+    """Exact mobile or ID number (through the keyed hash) for roles with personal data; otherwise, and for
+    every other term, the exact customer number or the start of a name."""
     query = (query or "").strip()
     if not query:
         return Q()
-    mobile = normalize_mobile(query)
-    if MOBILE_RE.match(mobile):
-        return Q(mobile_hash=blind_index(mobile))
+    kind = customer_search_kind(query)
+    if kind and personal_data:
+        return Q(**{f"{kind}_hash": blind_index(customer_search_term(query))})
     return Q(external_id=query) | Q(name__startswith=query)
 
 
-def customer_filter(qs, *, filters: dict):
-    """Apply the list filters; unknown or malformed values are ignored (the form reports them)."""
+def customer_filter(qs, *, filters: dict, personal_data: bool = False):
+    """Apply the list filters; unknown or malformed values are ignored (the form reports them). The search
+    ``q`` matches mobile or ID number only with ``personal_data`` (core.scoping decides who has it)."""
     f = filters
     if f.get("q"):
-        qs = qs.filter(customer_search_q(f["q"]))
+        qs = qs.filter(customer_search_q(f["q"], personal_data=personal_data))
     if f.get("risk_level"):
         qs = qs.filter(risk_level__in=f["risk_level"])
     if f.get("risk_expired") == "1":
@@ -126,7 +152,8 @@ def customer_list(*, user, filters: dict | None = None, limit: int = 50, after: 
     filters = filters or {}
     sort = sort if sort in SORTS else DEFAULT_SORT
     key, direction = SORTS[sort]
-    qs = customer_filter(Customer.objects.visible_to(user), filters=filters).annotate(
+    personal_data = scope_for(user).personal_data
+    qs = customer_filter(Customer.objects.visible_to(user), filters=filters, personal_data=personal_data).annotate(
         last_contact_key=Coalesce("last_contact_at", EPOCH),
         opened_key=Coalesce("opened_at", date(1970, 1, 1)),
     )
@@ -149,7 +176,8 @@ def customer_list(*, user, filters: dict | None = None, limit: int = 50, after: 
     for row in rows:
         row.key_tags = tags.get(row.pk, [])
     next_cursor = _encode_cursor([getattr(rows[-1], key), rows[-1].id]) if has_more else None
-    return CustomerPage(customers=rows, total=total, next_cursor=next_cursor, sort=sort, filters=filters)
+    return CustomerPage(customers=rows, total=total, next_cursor=next_cursor, sort=sort, filters=filters,
+                        search_refused=not personal_data and customer_search_kind(filters.get("q", "")) is not None)
 
 
 def customer_get_for_user(*, user, external_id: str) -> Customer:

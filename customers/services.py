@@ -2,14 +2,17 @@
 
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.crypto import decrypt
+from core.crypto import blind_index, decrypt, mask_id_number, mask_mobile
 from core.errors import ApplicationError
 from core.scoping import scope_for
 from core.services import audit_record
+from customers import selectors
 from customers.error_codes import CustomerError
 from customers.models import Customer, Note, Task
 
@@ -34,6 +37,60 @@ def customer_reveal(*, user, customer: Customer, field: str, reason: str, ip_add
     audit_record(actor=user, action="customer.reveal", target_type="customer", target_id=customer.external_id,
                  reason=reason, ip_address=ip_address, details={"field": field})
     return decrypt(getattr(customer, REVEALABLE[field]))
+
+
+def pii_search_rate_key(user) -> str:
+    return f"customers:pii-search:{user.pk}"
+
+
+def _pii_search_count(user) -> int:
+    """Count one exact search of ``user`` in the current window (which starts at their first search)."""
+    key = pii_search_rate_key(user)
+    if cache.add(key, 1, timeout=settings.CUSTOMER_PII_SEARCH_WINDOW_SECONDS):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window ended between add and incr
+        cache.add(key, 1, timeout=settings.CUSTOMER_PII_SEARCH_WINDOW_SECONDS)
+        return 1
+
+
+def customer_search(*, user, filters: dict, sort: str = selectors.DEFAULT_SORT, after: str | None = None,
+                    limit: int = 50, with_total: bool = True, ip_address: str | None = None) -> selectors.CustomerPage:
+    """The customer list for ``filters`` (selectors.customer_list). A search ``q`` with the shape of a mobile or
+    ID number is an exact search of personal data: only for roles with personal data (the selector answers
+    others by name and customer number and flags ``search_refused``), at most CUSTOMER_PII_SEARCH_LIMIT per user
+    per window (then 429 ``pii_search_rate_limited``, the first refusal audited as
+    ``customer.pii_search_limited``), and each one audited as ``customer.pii_search`` with the field, the term
+    masked and keyed-hashed (never in clear) and the number of matches."""
+    term = (filters.get("q") or "").strip()
+    kind = selectors.customer_search_kind(term) if term else None
+    exact = kind is not None and scope_for(user).personal_data
+    if exact:
+        count = _pii_search_count(user)
+        limit_per_window = settings.CUSTOMER_PII_SEARCH_LIMIT
+        if count > limit_per_window:
+            if count == limit_per_window + 1:
+                audit_record(actor=user, action="customer.pii_search_limited", ip_address=ip_address,
+                             details={"limit": limit_per_window,
+                                      "window_seconds": settings.CUSTOMER_PII_SEARCH_WINDOW_SECONDS})
+            window = settings.CUSTOMER_PII_SEARCH_WINDOW_SECONDS
+            per = "每小时" if window == 3600 else f"每 {max(window // 60, 1)} 分钟"
+            raise ApplicationError(
+                CustomerError.PII_SEARCH_RATE_LIMITED,
+                f"按手机号或身份证号搜索过于频繁（{per}最多 {limit_per_window} 次），请稍后再试，或按姓名、客户号搜索",
+                status_code=429)
+    page = selectors.customer_list(user=user, filters=filters, sort=sort, after=after, limit=limit,
+                                   with_total=with_total)
+    if exact:
+        normalised = selectors.customer_search_term(term)
+        matches = page.total if page.total is not None else len(page.customers)
+        single = page.customers[0].external_id if matches == 1 and page.customers else ""
+        audit_record(actor=user, action="customer.pii_search", target_type="customer" if single else "",
+                     target_id=single, ip_address=ip_address,
+                     details={"field": kind, "matches": matches, "term_hash": blind_index(normalised),
+                              "term_masked": mask_mobile(normalised) if kind == "mobile" else mask_id_number(normalised)})
+    return page
 
 
 @transaction.atomic

@@ -12,7 +12,9 @@ IMPORT_SOFT_TIME_LIMIT = 6 * 60 * 60  # a million-row file takes minutes; leave 
     soft_time_limit=IMPORT_SOFT_TIME_LIMIT, time_limit=IMPORT_SOFT_TIME_LIMIT + 120,
 )
 def import_run(self, job_id: int) -> None:
-    """Run one import job; a redelivered message finds the job done or running and returns."""
+    """Run one import job; a redelivered message finds the job done or running and returns, or — when the
+    worker it was on died before committing anything (e.g. a file too big for memory) — fails it once
+    ("处理中断…") instead of running the same file again (customers.imports._interrupted_fail)."""
     import_job_run(job_id=job_id)
 
 

@@ -5,9 +5,10 @@ import json
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ApplicationError
 from core.scoping import scope_for
@@ -48,25 +49,41 @@ def _non_empty(querydict):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def customer_list(request):
+    """GET: the filters, in the address so a view can be shared. POST: the same plus the search term ``q``, which
+    never goes in a URL (a ``q`` in the address is ignored); the answer pushes the address of the filters alone."""
     params = _non_empty(request.GET)
     params.pop("after", None)
+    params.pop("q", None)
+    if request.method == "POST":
+        for key, values in _non_empty(request.POST).lists():
+            if key not in ("csrfmiddlewaretoken", "after"):
+                params.setlist(key, values)
+    after = request.GET.get("after")
     form = CustomerFilterForm(params, user=request.user)
+    error, status = "", 200
+    page = selectors.CustomerPage(customers=[], total=0, next_cursor=None, sort="assets")
     if form.is_valid():
-        page = selectors.customer_list(user=request.user, filters=form.filters(), sort=form.sort_key(),
-                                       after=request.GET.get("after"), limit=PAGE_SIZE,
-                                       with_total=not request.GET.get("after"))
-    else:
-        page = selectors.CustomerPage(customers=[], total=0, next_cursor=None, sort="assets")
-    query = request.GET.copy()
-    query.pop("after", None)
-    context = {"form": form, "page": page, "query": query.urlencode(),
+        try:
+            page = services.customer_search(user=request.user, filters=form.filters(), sort=form.sort_key(),
+                                            after=after, limit=PAGE_SIZE, with_total=not after,
+                                            ip_address=_client_ip(request))
+        except ApplicationError as err:
+            error, status = err.message, err.status_code
+    query = params.copy()
+    query.pop("q", None)
+    context = {"form": form, "page": page, "query": query.urlencode(), "search_error": error,
+               "can_search_pii": scope_for(request.user).personal_data,
                "today_cutoff": selectors.risk_expiry_cutoff(), "can_import": import_allowed(request.user)}
-    if request.htmx and request.GET.get("after"):
-        return render(request, "customers/partials/customer_rows.html", context)
+    if request.htmx and after:
+        return render(request, "customers/partials/customer_rows.html", context, status=status)
     if request.htmx and request.htmx.target == "customer-results":
-        return render(request, "customers/partials/customer_results.html", context)
-    return render(request, "customers/list.html", context)
+        response = render(request, "customers/partials/customer_results.html", context, status=status)
+        if request.method == "POST":
+            response["HX-Push-Url"] = reverse("customers:list") + (f"?{context['query']}" if context["query"] else "")
+        return response
+    return render(request, "customers/list.html", context, status=status)
 
 
 @login_required

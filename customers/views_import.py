@@ -1,16 +1,15 @@
 """Customer import pages: upload, job progress/result (polled by htmx), error report download."""
 
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
+from core.exports import export_response, file_response
 from customers import imports
 from customers.bulk import FIELDS
 from customers.models import ImportJob
@@ -42,6 +41,7 @@ def import_upload(request):
         "jobs": imports.import_job_list_for_user(user=request.user),
         "columns": [(field, imports.COLUMN_ALIASES[field]) for field in FIELDS],
         "chunk_size": imports.CHUNK_SIZE,
+        "limits": imports.import_limits(),
     }
     return render(request, "customers/import_upload.html", context, status=400 if error else 200)
 
@@ -75,17 +75,14 @@ def import_job_confirm(request, job_id: int):
 @login_required
 def import_errors_csv(request, job_id: int):
     job = imports.import_job_get_for_user(user=request.user, job_id=job_id)
+    # the report was written by core/exports.py; import_report_open records the download in the audit log
     report = imports.import_report_open(actor=request.user, job=job, ip_address=request.META.get("REMOTE_ADDR"))
-    return FileResponse(report, as_attachment=True, filename=f"import-{job.pk}-errors.csv",
-                        content_type="text/csv; charset=utf-8")
+    return file_response(file=report, filename=f"import-{job.pk}-errors.csv", audit=None)
 
 
 @login_required
 def import_template_csv(request):
     if not imports.import_allowed(request.user):
         raise Http404  # like every other page a role may not open: it does not exist for them
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="customer-import-template.csv"'
-    response.write("\ufeff")
-    csv.writer(response).writerow(imports.import_template_header())
-    return response
+    return export_response(filename="customer-import-template.csv", header=imports.import_template_header(),
+                           rows=[], audit=None, streaming=False)

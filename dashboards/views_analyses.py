@@ -14,8 +14,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
+from core.exports import export_response
 from dashboards.analyses import channels, cohorts, funnel, magic
-from dashboards.analyses.common import FilterForm, csv_response, picker_context, require_analyses
+from dashboards.analyses.common import FilterForm, picker_context, require_analyses
 from dashboards.analyses.refresh import analyses_last_refresh
 
 PAGES = [("funnel", gettext_lazy("开户漏斗")), ("cohorts", gettext_lazy("留存队列")), ("magic", gettext_lazy("魔法数字")),
@@ -39,7 +40,8 @@ def _render(request, *, page: str, form: FilterForm, extra_error: str | None, bu
         if error:
             return _csv_error(error)
         header, rows = csv_rows(build(form.cleaned_data["filters"]))
-        return csv_response(f"{csv_name}.csv", header, rows)
+        # aggregates only (no customer rows), so no audit; small tables, built in memory
+        return export_response(filename=f"{csv_name}.csv", header=header, rows=rows, audit=None, streaming=False)
     ctx = {"page": page, "pages": [(key, label, reverse(f"dashboards:analyses_{key}")) for key, label in PAGES],
            "error": error, "refreshed": analyses_last_refresh(), **picker_context(form), **(context or {})}
     if not error:

@@ -1,26 +1,26 @@
 """Analyses about people and results: 流失预警 (churn warning), 投顾跟进 (advisor follow-up leaderboard) and
 SOP 效果汇总 (SOP results across journeys). Each is a chart, a table and a CSV of the same rows, for the
 viewer's data scope, read from precomputed scores and summaries (dashboards/churn.py, advisors.py,
-sop_rollup.py), so a page costs the same at a million clients.
+sop_rollup.py), so a page costs the same at a million clients. The CSVs go through core/exports.py.
 
 Who: the churn page is for everyone with the dashboard (advisors see their own clients); the leaderboard
 and the SOP roll-up are for managers and operators (advisors get 404, as for any page not theirs).
 """
 
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.http import Http404
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
+from core.exports import ExportAudit, export_response
 from core.models import Role
 from core.navigation import user_may_use
+from core.redirects import redirect_back
 from core.scoping import scope_for
 from core.services import audit_record
 from dashboards import advisors as advisor_stats
@@ -36,29 +36,6 @@ def _require(user, *, advisors_allowed: bool) -> None:
         raise Http404("not for this role")
     if not advisors_allowed and user.role == Role.ADVISOR:
         raise Http404("managers' analysis")
-
-
-def _safe(cell):
-    """Neutralise spreadsheet formulas (CSV injection)."""
-    return "'" + cell if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _csv_response(filename: str, header: list, rows) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def stream():
-        yield "\ufeff" + writer.writerow(header)
-        for row in rows:
-            yield writer.writerow([_safe(c) for c in row])
-
-    response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 def _int_param(request, name: str) -> int | None:
@@ -155,8 +132,6 @@ def churn_csv(request):
     level, advisor_id = _churn_filters(request)
     personal = scope_for(request.user).personal_data
     scores = churn.at_risk_clients(user=request.user, levels=LEVELS[level], advisor_id=advisor_id)
-    audit_record(actor=request.user, action="churn.export", target_type="churn", target_id=level,
-                 details={"level": level, "advisor": advisor_id, "masked": True})
     tiers = tier_definitions()
 
     def rows():
@@ -166,7 +141,10 @@ def churn_csv(request):
                    r["level_label"], churn.reasons_text(r["reasons"])]
 
     header = [_("客户号"), _("姓名"), _("手机号"), _("营业部"), _("投顾"), _("分层"), _("流失风险分"), _("风险等级"), _("原因")]
-    return _csv_response(f"churn-{level}-{timezone.localdate():%Y%m%d}.csv", header, rows())
+    return export_response(
+        filename=f"churn-{level}-{timezone.localdate():%Y%m%d}.csv", header=header, rows=rows(),
+        audit=ExportAudit(actor=request.user, action="churn.export", target_type="churn", target_id=level,
+                          details={"level": level, "advisor": advisor_id, "masked": True}))
 
 
 def _action_answer(request, *, ok: str | None = None, error: ApplicationError | None = None):
@@ -177,7 +155,7 @@ def _action_answer(request, *, ok: str | None = None, error: ApplicationError | 
         messages.error(request, error.message)
     else:
         messages.success(request, ok)
-    return redirect(request.POST.get("next") or reverse("dashboards:churn"))
+    return redirect_back(request, reverse("dashboards:churn"))
 
 
 @login_required
@@ -233,6 +211,11 @@ def _cells(row: dict, columns) -> list[tuple[str, str]]:
     return [(key, "—" if row.get(key) is None else str(row[key])) for key, _label in columns]
 
 
+def _csv_values(row: dict, columns) -> list:
+    """The same cells for the CSV, numbers as numbers (a negative uplift must not read as text)."""
+    return ["—" if row.get(key) is None else row[key] for key, _label in columns]
+
+
 # --- advisor follow-up --------------------------------------------------------------------------------
 
 def _leaderboard(request) -> dict:
@@ -275,10 +258,11 @@ def advisors_csv(request):
     board = _leaderboard(request)
     header = [_("营业部"), _("投顾") if board["by"] == "advisor" else _("营业部汇总"),
               *[_(label) for _key, label in ADVISOR_COLUMNS]]
-    rows = [[r["branch"], r["name"], *[v for _key, v in r["cells"]]] for r in board["rows"]]
-    audit_record(actor=request.user, action="advisors.export", target_type="advisors", target_id=str(board["days"]),
-                 details={"rows": len(rows), "by": board["by"]})
-    return _csv_response(f"advisor-follow-up-{board['days']}d-{timezone.localdate():%Y%m%d}.csv", header, rows)
+    rows = [[r["branch"], r["name"], *_csv_values(r, ADVISOR_COLUMNS)] for r in board["rows"]]
+    return export_response(
+        filename=f"advisor-follow-up-{board['days']}d-{timezone.localdate():%Y%m%d}.csv", header=header, rows=rows,
+        audit=ExportAudit(actor=request.user, action="advisors.export", target_type="advisors",
+                          target_id=str(board["days"]), details={"rows": len(rows), "by": board["by"]}))
 
 
 @login_required
@@ -290,7 +274,7 @@ def summaries_refresh(request):
 
     tasks_people.people_summaries.delay_on_commit()
     messages.success(request, _("已提交刷新，约一分钟后刷新页面即可看到最新数字"))
-    return redirect(request.POST.get("next") or reverse("dashboards:advisors"))
+    return redirect_back(request, reverse("dashboards:advisors"))
 
 
 # --- SOP roll-up --------------------------------------------------------------------------------------
@@ -326,6 +310,8 @@ def sop_rollup_csv(request):
     _require(request.user, advisors_allowed=False)
     data = _sop_data(request)
     header = [_("旅程"), _("状态"), _("目标"), *[_(label) for _key, label in SOP_COLUMNS]]
-    rows = [[r["name"], r["status"], r["goal"], *[v for _key, v in r["cells"]]] for r in data["rows"]]
-    audit_record(actor=request.user, action="sop_rollup.export", target_type="sop", details={"rows": len(rows)})
-    return _csv_response(f"sop-results-{timezone.localdate():%Y%m%d}.csv", header, rows)
+    rows = [[r["name"], r["status"], r["goal"], *_csv_values(r, SOP_COLUMNS)] for r in data["rows"]]
+    return export_response(
+        filename=f"sop-results-{timezone.localdate():%Y%m%d}.csv", header=header, rows=rows,
+        audit=ExportAudit(actor=request.user, action="sop_rollup.export", target_type="sop",
+                          details={"rows": len(rows)}))

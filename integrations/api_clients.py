@@ -16,7 +16,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.models import Branch
 from core.services import audit_record
-from integrations.models import ApiClient, ApiScope
+from integrations.models import FIRM_WIDE_SCOPES, ApiClient, ApiScope
 
 KEY_RE = re.compile(r"^scrm_([a-z0-9]{8})_([A-Za-z0-9_\-]{20,100})$")
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -46,6 +46,10 @@ def api_client_create(*, actor, name: str, scopes: list[str], branch_code: str |
         if branch is None:
             raise ApplicationError("api_client_branch_unknown", f"营业部代码不存在：{branch_code}",
                                    [{"field": "branch", "message": "营业部代码不存在"}])
+    firm_wide = sorted(set(scopes) & FIRM_WIDE_SCOPES)
+    if branch is not None and firm_wide:
+        message = f"营业部密钥不能拥有全公司范围的写权限：{', '.join(firm_wide)}（产品等参考数据由总部密钥维护）"
+        raise ApplicationError("api_client_scope_firm_wide", message, [{"field": "scopes", "message": message}])
     if rate_limit_per_minute < 1:
         raise ApplicationError("api_client_rate_invalid", "每分钟请求上限至少为 1")
     while True:

@@ -12,13 +12,22 @@ from __future__ import annotations
 import enum
 import json
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.services import audit_record
+from core.validators import (
+    UNSTORABLE_MESSAGE,
+    InvalidIdentifier,
+    InvalidNumber,
+    decimal_parse,
+    external_id_normalize,
+    text_storable,
+    utc_offset_valid,
+)
 from customers.bulk import customer_bulk_upsert
 from customers.models import BehaviourEvent, Customer, Product, ProductRisk, Trade
 from integrations.models import ApiClient
@@ -35,14 +44,15 @@ class IngestErrorCode(enum.StrEnum):
     NAIVE_DATETIME = "naive_datetime"
     INVALID_DECIMAL = "invalid_decimal"
     NOT_POSITIVE = "not_positive"
+    NEGATIVE = "negative"
     UNKNOWN_CUSTOMER = "unknown_customer"
     UNKNOWN_PRODUCT = "unknown_product"
     DUPLICATE = "duplicate"
     OUT_OF_SCOPE = "out_of_scope"
+    INVALID_FORMAT = "invalid_format"
 
 
 E = IngestErrorCode
-_AMOUNT_LIMIT = Decimal(10) ** 16
 _FUTURE_SLACK = timedelta(days=1)
 
 
@@ -63,11 +73,27 @@ def _text(value, *, max_length: int) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _Invalid(E.INVALID_TYPE, "应为字符串")
     text = str(value).strip()
+    if not text_storable(text):
+        raise _Invalid(E.INVALID_TYPE, UNSTORABLE_MESSAGE)
     if not text:
         raise _Invalid(E.REQUIRED, "必填")
     if len(text) > max_length:
         raise _Invalid(E.TOO_LONG, f"最多 {max_length} 个字符")
     return text
+
+
+def _identifier(value) -> str:
+    try:
+        return external_id_normalize(value)
+    except InvalidIdentifier as exc:
+        raise _Invalid(IngestErrorCode(exc.code), exc.message) from None
+
+
+def _product_code(value) -> str:
+    code = _identifier(value)
+    if len(code) > 32:
+        raise _Invalid(E.TOO_LONG, "最多 32 个字符")
+    return code
 
 
 def parse_aware_datetime(value) -> datetime:
@@ -80,26 +106,18 @@ def parse_aware_datetime(value) -> datetime:
         raise _Invalid(E.INVALID_DATETIME, "时间格式应为 ISO 8601，如 2025-03-01T09:30:00+08:00") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise _Invalid(E.NAIVE_DATETIME, "时间必须带时区偏移，如 +08:00")
+    if not utc_offset_valid(parsed):
+        raise _Invalid(E.INVALID_DATETIME, "时区偏移应在 -12:00 到 +14:00 之间")
     if parsed.year < 1990 or parsed > timezone.now() + _FUTURE_SLACK:
         raise _Invalid(E.INVALID_DATETIME, "时间应在 1990 年之后且不晚于明天")
     return parsed
 
 
 def _amount(value) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _Invalid(E.INVALID_TYPE, "应为数字或数字字符串")
     try:
-        number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-    except InvalidOperation:
-        raise _Invalid(E.INVALID_DECIMAL, "应为数字") from None
-    if not number.is_finite():
-        raise _Invalid(E.INVALID_DECIMAL, "应为数字")
-    number = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    if number <= 0:
-        raise _Invalid(E.NOT_POSITIVE, "金额必须大于 0")
-    if number >= _AMOUNT_LIMIT:
-        raise _Invalid(E.INVALID_DECIMAL, "数值过大")
-    return number
+        return decimal_parse(value, integer_digits=16, positive=True)
+    except InvalidNumber as exc:
+        raise _Invalid(IngestErrorCode(exc.code), exc.message) from None
 
 
 def _validate(rows: list, *, key_field: str, fields: dict, required: tuple) -> tuple[list[dict], list[dict]]:
@@ -223,9 +241,9 @@ def _recompute_after_commit(customer_ids: list[int], *, tiers: bool) -> None:
 # --- trades --------------------------------------------------------------------------------
 
 TRADE_FIELDS = {
-    "external_id": lambda v: _text(v, max_length=64),
-    "customer": lambda v: _text(v, max_length=64),
-    "product": lambda v: _text(v, max_length=32),
+    "external_id": _identifier,
+    "customer": _identifier,
+    "product": _identifier,
     "traded_at": parse_aware_datetime,
     "side": lambda v: _choice(v, Trade.Side.values),
     "amount": _amount,
@@ -282,8 +300,8 @@ def _properties(value) -> str:
 
 
 EVENT_FIELDS = {
-    "event_id": lambda v: _text(v, max_length=64),
-    "customer": lambda v: _text(v, max_length=64),
+    "event_id": _identifier,
+    "customer": _identifier,
     "type": lambda v: _text(v, max_length=40),
     "occurred_at": parse_aware_datetime,
     "properties": _properties,
@@ -314,7 +332,7 @@ def events_ingest(*, client: ApiClient, rows: list) -> dict:
 # --- products ------------------------------------------------------------------------------
 
 PRODUCT_FIELDS = {
-    "code": lambda v: _text(v, max_length=32),
+    "code": _product_code,
     "name": lambda v: _text(v, max_length=100),
     "type": lambda v: _text(v, max_length=30),
     "risk_level": lambda v: _choice(v, ProductRisk.values),
@@ -347,34 +365,9 @@ def _audit(client: ApiClient, action: str, target_type: str, result: dict) -> No
 
 @transaction.atomic
 def customers_upsert(*, client: ApiClient, rows: list) -> dict:
-    """customers/bulk.py's upsert, limited to the client's branch: a row naming another branch, or an
-    external_id already used by another branch's customer, is a row error."""
-    errors: list[dict] = []
-    passed, original_index = [], []
-    if client.branch_id is not None:
-        ids = [str(r.get("external_id")).strip() for r in rows if isinstance(r, dict) and r.get("external_id")]
-        elsewhere = set(Customer.objects.select_for_update().filter(external_id__in=ids)
-                        .exclude(branch_id=client.branch_id).values_list("external_id", flat=True))
-        own_code = client.branch.code
-    for index, row in enumerate(rows):
-        if client.branch_id is not None and isinstance(row, dict):
-            external_id = str(row.get("external_id") or "").strip()
-            branch = row.get("branch")
-            if isinstance(branch, str) and branch.strip() and branch.strip() != own_code:
-                errors.append(_error(index, external_id[:64], "branch", E.OUT_OF_SCOPE, "只能写入本客户端所属营业部的客户"))
-                continue
-            if external_id in elsewhere:
-                errors.append(_error(index, external_id[:64], "external_id", E.OUT_OF_SCOPE, "该客户不属于本客户端的营业部"))
-                continue
-        passed.append(row)
-        original_index.append(index)
-    result = customer_bulk_upsert(actor_label=actor_label(client), rows=passed)
-    for error in result["errors"]:
-        error["index"] = original_index[error["index"]]
-    errors.extend(result["errors"])
-    errors.sort(key=lambda e: e["index"])
-    return {"created": result["created"], "updated": result["updated"], "unchanged": result["unchanged"],
-            "errors": errors}
+    """customers/bulk.py's upsert, limited to the client's branch (enforced there, in the writing statement)."""
+    result = customer_bulk_upsert(actor_label=actor_label(client), rows=rows, branch_id=client.branch_id)
+    return {k: result[k] for k in ("created", "updated", "unchanged", "errors")}
 
 
 @transaction.atomic

@@ -20,6 +20,10 @@ class ApiScope(models.TextChoices):
     WEBHOOKS_MANAGE = "webhooks:manage", _("管理 Webhook")
 
 
+# scopes that write data every branch shares (products feed suitability for all clients): firm-wide keys only
+FIRM_WIDE_SCOPES = frozenset({ApiScope.PRODUCTS_WRITE})
+
+
 class ApiClient(models.Model):
     """A system calling /api/v1 with ``Authorization: Bearer <key>``. Only a hash of the key is stored;
     ``key_prefix`` (the key's first characters) finds the row without scanning."""
@@ -44,6 +48,11 @@ class ApiClient(models.Model):
     def __str__(self):
         return self.name
 
+    def effective_scopes(self) -> list[str]:
+        """What the key may do: a branch key never holds a firm-wide write, whatever was stored."""
+        scopes = self.scopes or []
+        return [s for s in scopes if s not in FIRM_WIDE_SCOPES] if self.branch_id else list(scopes)
+
     # DRF treats request.user as authenticated when this is True; data scope asks core.scoping.
     is_authenticated = True
 
@@ -61,6 +70,10 @@ class WebhookSubscription(models.Model):
                                    related_name="webhooks", help_text=_("经 API 创建时的客户端；其营业部范围同样适用"))
     active = models.BooleanField(_("启用"), default=True)
     created_at = models.DateTimeField(db_default=Now())
+    # the circuit breaker (integrations/webhooks.py): consecutive failed attempts, and while they exceed the
+    # threshold, when deliveries to this receiver are tried again
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    paused_until = models.DateTimeField(_("暂停至"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("Webhook 订阅")
@@ -96,6 +109,8 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(db_default=Now())
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # how long the last answer's body was; the body itself is never stored or shown (core/outbound.py)
+    last_response_bytes = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())

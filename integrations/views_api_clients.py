@@ -82,7 +82,7 @@ def api_client_list_page(request):
     labels = dict(ApiScope.choices)
     clients = api_client_list()
     for client in clients:
-        client.scope_labels = [labels.get(s, s) for s in client.scopes]
+        client.scope_labels = [labels.get(s, s) for s in client.effective_scopes()]
     return render(request, "integrations/api_clients.html",
                   {"form": form, "clients": clients, "new_key": new_key, "new_client": new_client}, status=status)
 

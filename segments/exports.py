@@ -3,10 +3,9 @@
 ``written``/``total``, mobile masked unless the exporter's scope allows personal data. The file is kept
 under MEDIA_ROOT (segment_exports/YYYY/MM/) for the exporter to download
 (segments.services.export_file_for_user); the export itself is audited as "segment.export".
+The rows are masked here; the files are written by core/exports.py (which neutralises formulas).
 """
 
-import codecs
-import csv
 import logging
 import tempfile
 
@@ -15,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.crypto import decrypt
+from core.exports import csv_write, xlsx_write
 from core.services import audit_record
 from segments.models import SegmentExport
 
@@ -22,13 +22,6 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
 COLUMNS = ["客户号", "姓名", "手机号", "营业部", "投顾", "风险等级", "分层", "总资产"]
-
-
-def _safe(cell):
-    """Neutralise spreadsheet formulas in names and other free text (CSV/XLSX injection)."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
-    return cell
 
 
 def export_filename(export: SegmentExport) -> str:
@@ -58,30 +51,10 @@ def _rows(export: SegmentExport, progress):
         for c in batch:
             mobile = c.mobile_masked if export.masked else decrypt(c.mobile_encrypted)
             advisor = (c.advisor.display_name or c.advisor.username) if c.advisor else ""
-            yield [_safe(c.external_id), _safe(c.name), mobile, _safe(c.branch.name), _safe(advisor),
+            yield [c.external_id, c.name, mobile, c.branch.name, advisor,
                    c.get_risk_level_display() if c.risk_level else "", c.tier_label or "", c.total_assets]
         last = batch[-1].pk
         progress(len(batch))
-
-
-def _write_csv(tmp, rows) -> None:
-    text = codecs.getwriter("utf-8")(tmp)
-    text.write("\ufeff")  # utf-8-sig: Excel opens it as UTF-8
-    writer = csv.writer(text)
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow(row)
-
-
-def _write_xlsx(tmp, rows) -> None:
-    from openpyxl import Workbook
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("客群成员")
-    sheet.append(COLUMNS)
-    for row in rows:
-        sheet.append(row)
-    workbook.save(tmp)
 
 
 def export_run(*, export_id: int) -> SegmentExport:
@@ -102,7 +75,10 @@ def export_run(*, export_id: int) -> SegmentExport:
             SegmentExport.objects.filter(pk=export.pk).update(written=written)
 
         with tempfile.TemporaryFile("w+b") as tmp:
-            (_write_xlsx if export.format == SegmentExport.Format.XLSX else _write_csv)(tmp, _rows(export, progress))
+            if export.format == SegmentExport.Format.XLSX:
+                xlsx_write(file=tmp, header=COLUMNS, rows=_rows(export, progress), sheet_title="客群成员")
+            else:
+                csv_write(file=tmp, header=COLUMNS, rows=_rows(export, progress))
             tmp.seek(0)
             export.file.save(f"segment-{export.segment_id}-export-{export.pk}.{export.format}", File(tmp), save=False)
         with transaction.atomic():

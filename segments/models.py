@@ -95,15 +95,18 @@ class SegmentRebuild(models.Model):
 
 
 class SegmentSizeDaily(models.Model):
-    """A dynamic segment's size once a day (the trend chart)."""
+    """A dynamic segment's size once a day (the trend chart): the firm's (``branch`` null) and each branch's,
+    so a branch manager's trend counts only their branch."""
 
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="daily_sizes")
     day = models.DateField(_("日期"))
+    branch = models.ForeignKey("core.Branch", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     size = models.PositiveIntegerField(_("人数"))
 
     class Meta:
         ordering = ["day"]
-        constraints = [models.UniqueConstraint(fields=["segment", "day"], name="segment_size_daily_unique")]
+        constraints = [models.UniqueConstraint(fields=["segment", "day", "branch"], name="segment_size_daily_unique",
+                                               nulls_distinct=False)]
 
 
 class SegmentSnapshot(models.Model):

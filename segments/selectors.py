@@ -7,7 +7,7 @@ segment and an advisor (who has no segments page) would see only their own clien
 
 from datetime import timedelta
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -86,7 +86,7 @@ def segment_list(user, *, archived: bool = False, limit: int = 200, trend_days: 
                               last_rebuild_ms=Subquery(latest.values("duration_ms")[:1]),
                               last_rebuild_status=Subquery(latest.values("status")[:1]))
                     .order_by("-updated_at", "-pk")[:limit])
-    trends = segments_size_trends([s.pk for s in segments], days=trend_days)
+    trends = segments_size_trends([s.pk for s in segments], days=trend_days, principal=user)
     for segment in segments:
         segment.size_trend = trends.get(segment.pk, [])
     return segments
@@ -118,11 +118,30 @@ def action_get_for_user(user, action_id) -> SegmentAction:
                                    "批量操作不存在")
 
 
-def segment_snapshots(segment):
-    return SegmentSnapshot.objects.filter(segment=segment).select_related("created_by")
+def segment_snapshots(segment, *, principal):
+    """The segment's snapshots, each with ``visible_size``: its members within the principal's scope."""
+    from core.scoping import scope_for
+
+    scope = scope_for(principal)
+    snapshots = SegmentSnapshot.objects.filter(segment=segment).select_related("created_by")
+    if scope.everything:
+        return snapshots.annotate(visible_size=F("size"))
+    in_scope = (SegmentSnapshotMember.objects.filter(snapshot_id=OuterRef("pk")).filter(scope.customer_q("customer__"))
+                .order_by().values("snapshot_id").annotate(n=Count("*")).values("n"))
+    return snapshots.annotate(visible_size=Coalesce(Subquery(in_scope, output_field=IntegerField()), 0))
+
+
+def segment_visible_size(segment, *, principal) -> int:
+    """Members of the last rebuild within the principal's scope (the stored count for firm-wide roles)."""
+    from core.scoping import scope_for
+
+    if scope_for(principal).everything:
+        return segment.member_count or 0
+    return segment_members(segment, principal=principal).count()
 
 
 def segment_rebuilds(segment, limit: int = 20) -> list[SegmentRebuild]:
+    """Rebuild history; its sizes and joins/leaves are the firm's (pages show them to firm-wide roles only)."""
     return list(SegmentRebuild.objects.filter(segment=segment)[:limit])
 
 
@@ -224,16 +243,30 @@ def segment_diff(*, principal, segment, left=None, right=None, now=None) -> dict
     return {"joined": joined, "left": gone, "joined_count": joined.count(), "left_count": gone.count()}
 
 
-def segments_size_trends(segment_ids, days: int = 90) -> dict[int, list[tuple]]:
-    """{segment id: [(day, size), …]} of the last ``days`` days (Asia/Shanghai dates), oldest first; one query."""
+def segments_size_trends(segment_ids, days: int = 90, *, principal) -> dict[int, list[tuple]]:
+    """{segment id: [(day, size), …]} of the last ``days`` days (Asia/Shanghai dates), oldest first, counted within
+    the principal's scope: the firm's sizes for firm-wide roles, the branch's for a branch (0 on a day the firm
+    was recorded and the branch had nobody), nothing for narrower scopes; one query."""
+    from core.scoping import scope_for
+
+    scope = scope_for(principal)
     since = timezone.localdate() - timedelta(days=days - 1)
+    rows = SegmentSizeDaily.objects.filter(segment_id__in=list(segment_ids), day__gte=since)
+    if scope.everything:
+        rows = rows.filter(branch__isnull=True).values_list("segment_id", "day", "size")
+    elif scope.branch_id is not None and scope.advisor_id is None:
+        branch_size = Subquery(SegmentSizeDaily.objects.filter(segment_id=OuterRef("segment_id"), day=OuterRef("day"),
+                                                               branch_id=scope.branch_id).values("size")[:1])
+        rows = (rows.filter(branch__isnull=True).annotate(scoped=Coalesce(branch_size, 0))
+                .values_list("segment_id", "day", "scoped"))
+    else:
+        return {}
     trends: dict[int, list[tuple]] = {}
-    for segment_id, day, size in (SegmentSizeDaily.objects.filter(segment_id__in=list(segment_ids), day__gte=since)
-                                  .order_by("segment_id", "day").values_list("segment_id", "day", "size")):
+    for segment_id, day, size in rows.order_by("segment_id", "day"):
         trends.setdefault(segment_id, []).append((day, size))
     return trends
 
 
-def segment_size_trend(segment, days: int = 90) -> list[tuple]:
-    """(day, size) of the last ``days`` days (Asia/Shanghai dates), oldest first."""
-    return segments_size_trends([segment.pk], days=days).get(segment.pk, [])
+def segment_size_trend(segment, days: int = 90, *, principal) -> list[tuple]:
+    """(day, size) of the last ``days`` days (Asia/Shanghai dates), oldest first, within the principal's scope."""
+    return segments_size_trends([segment.pk], days=days, principal=principal).get(segment.pk, [])

@@ -205,6 +205,20 @@ def _apply_diff(*, segment: Segment, rebuild: SegmentRebuild, now) -> tuple[int,
         return added, removed, cur.fetchone()[0]
 
 
+def _sizes_record(*, segment_id: int, day, size: int) -> None:
+    """Today's size of the firm and of each branch with members (the trend a branch manager sees is theirs)."""
+    SegmentSizeDaily.objects.update_or_create(segment_id=segment_id, day=day, branch=None, defaults={"size": size})
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM segments_segmentsizedaily WHERE segment_id = %s AND day = %s AND branch_id IS NOT NULL",
+                    [segment_id, day])
+        cur.execute("""
+            INSERT INTO segments_segmentsizedaily (segment_id, day, branch_id, size)
+            SELECT %s, %s, c.branch_id, count(*) FROM segments_segmentmember m
+            JOIN customers_customer c ON c.id = m.customer_id
+            WHERE m.segment_id = %s AND c.branch_id IS NOT NULL GROUP BY c.branch_id
+        """, [segment_id, day, segment_id])
+
+
 def segment_rebuild(*, segment_id, requested_by="") -> SegmentRebuild:
     """Bring the stored membership up to the rule now. Never overlaps another rebuild of the same
     segment: if one is running, a "skipped" rebuild is recorded and returned at once. A failure
@@ -227,8 +241,7 @@ def segment_rebuild(*, segment_id, requested_by="") -> SegmentRebuild:
                 status=SegmentRebuild.Status.DONE, added=added, removed=removed, size=size, duration_ms=duration_ms,
                 finished_at=finished)
             Segment.objects.filter(pk=segment.pk).update(member_count=size, rebuilt_at=finished)
-            SegmentSizeDaily.objects.update_or_create(segment=segment, day=timezone.localdate(finished),
-                                                      defaults={"size": size})
+            _sizes_record(segment_id=segment.pk, day=timezone.localdate(finished), size=size)
             rebuild.refresh_from_db()
             return rebuild
     except Segment.DoesNotExist:
@@ -345,22 +358,21 @@ def export_file_for_user(user, export_id):
     """The download of a finished export as a FileResponse (attachment) for the user who started it;
     Http404 for anyone else, while unfinished or when the file is gone. Audits the download
     ("segment.export_download"). The response carries the SegmentExport as ``response.export``."""
-    from django.http import FileResponse, Http404
+    from django.http import Http404
 
+    from core.exports import ExportAudit, file_response
     from segments.exports import export_filename
     from segments.selectors import export_get_for_user
 
     export = export_get_for_user(user, export_id)
     if export.status != SegmentExport.Status.DONE or not export.file or not export.file.storage.exists(export.file.name):
         raise Http404("导出文件尚未生成")
-    audit_record(actor=user, action="segment.export_download", target_type="segment", target_id=export.segment_id,
-                 details={"export": export.pk, "count": export.written, "masked": export.masked,
-                          "format": export.format})
-    content_type = ("text/csv; charset=utf-8" if export.format == SegmentExport.Format.CSV else
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    response = FileResponse(export.file.open("rb"), as_attachment=True, filename=export_filename(export),
-                            content_type=content_type)
-    response["Cache-Control"] = "private, no-store"
+    response = file_response(
+        file=export.file.open("rb"), filename=export_filename(export),
+        audit=ExportAudit(actor=user, action="segment.export_download", target_type="segment",
+                          target_id=export.segment_id,
+                          details={"export": export.pk, "count": export.written, "masked": export.masked,
+                                   "format": export.format}))
     response.export = export
     return response
 

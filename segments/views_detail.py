@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
+from core.scoping import scope_for
 from segments import builder, selectors, services
 from segments.forms import ActionForm, ExportForm, SnapshotForm
 from segments.views import require_segments
@@ -44,13 +45,16 @@ def detail_context(request, segment, **extra) -> dict:
     rebuilds = selectors.segment_rebuilds(segment)
     for rebuild in rebuilds:
         rebuild.duration_label = _duration(rebuild.duration_ms)
-    snapshots = list(selectors.segment_snapshots(segment))
-    trend = selectors.segment_size_trend(segment, days=90)
+    snapshots = list(selectors.segment_snapshots(segment, principal=request.user))
+    trend = selectors.segment_size_trend(segment, days=90, principal=request.user)
     return {
         "segment": segment, "summary": builder.rule_summary(segment.rule),
+        "firm_wide": scope_for(request.user).everything,
+        "visible_size": selectors.segment_visible_size(segment, principal=request.user),
         "rule_json": json.dumps(segment.rule, ensure_ascii=False, indent=2),
         "members": _members_page(request, segment), "rebuilds": rebuilds, "snapshots": snapshots,
-        "trend": json.dumps({"days": [d.isoformat() for d, _s in trend], "sizes": [s for _d, s in trend]}),
+        # the template's json_script encodes it (a json.dumps string here came out as one JSON string, not an object)
+        "trend": {"days": [d.isoformat() for d, _s in trend], "sizes": [s for _d, s in trend]},
         "exports": selectors.segment_exports_for_user(request.user, segment),
         "actions": selectors.segment_actions(segment),
         "snapshot_form": extra.pop("snapshot_form", None) or SnapshotForm(),
@@ -91,7 +95,9 @@ def snapshot_create(request, segment_id: int):
         except ApplicationError as exc:
             form.add_error("name", exc.message)
         else:
-            messages.success(request, _("已冻结快照「%(n)s」，共 %(c)s 人") % {"n": snapshot.name, "c": snapshot.size})
+            size = snapshot.size if scope_for(request.user).everything else \
+                selectors.snapshot_members(snapshot, principal=request.user).count()
+            messages.success(request, _("已冻结快照「%(n)s」，共 %(c)s 人") % {"n": snapshot.name, "c": size})
             return redirect("segments:detail", segment_id=segment.pk)
     return render(request, "segments/detail.html", detail_context(request, segment, snapshot_form=form), status=400)
 
@@ -109,7 +115,7 @@ def _diff_side(snapshots, raw: str | None):
 @login_required
 def segment_diff(request, segment_id: int):
     segment = _segment(request, segment_id)
-    snapshots = list(selectors.segment_snapshots(segment))
+    snapshots = list(selectors.segment_snapshots(segment, principal=request.user))
     default_left = str(snapshots[0].pk) if snapshots else "live"
     left_raw, right_raw = request.GET.get("left", default_left), request.GET.get("right", "live")
     left, right = _diff_side(snapshots, left_raw), _diff_side(snapshots, right_raw)
@@ -125,7 +131,7 @@ def segment_diff(request, segment_id: int):
 @require_POST
 def export_create(request, segment_id: int):
     segment = _segment(request, segment_id)
-    snapshots = list(selectors.segment_snapshots(segment))
+    snapshots = list(selectors.segment_snapshots(segment, principal=request.user))
     form = ExportForm(request.POST, snapshots=snapshots)
     if form.is_valid():
         snapshot = next((s for s in snapshots if s.pk == form.cleaned_data["snapshot"]), None)

@@ -2,13 +2,11 @@
 audited CSV export) and the guard policy. Compliance and admins only (the sidebar's "compliance"
 entry); everyone else gets 404."""
 
-import csv
 import difflib
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.html import escape
@@ -17,8 +15,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
+from core.exports import ExportAudit, export_response
 from core.forms import form_add_application_error
-from core.services import audit_record
 from integrations.wecom.access import require_nav
 from sop import content_services as cs
 from sop import selectors
@@ -92,8 +90,9 @@ def version_review(request, sop_review_version_id: int):
 # --- forbidden phrases ---------------------------------------------------------------------
 
 def _phrases_page(request, form, status=200):
-    phrases = ForbiddenPhrase.objects.select_related("created_by").order_by("-active", "phrase")
-    return render(request, "sop/content/phrases.html", {"form": form, "phrases": phrases}, status=status)
+    rows = list(ForbiddenPhrase.objects.select_related("created_by").order_by("-active", "phrase"))
+    lists = [(kind, label, [r for r in rows if r.kind == kind]) for kind, label in ForbiddenPhrase.Kind.choices]
+    return render(request, "sop/content/phrases.html", {"form": form, "lists": lists}, status=status)
 
 
 @login_required
@@ -105,11 +104,11 @@ def phrases(request):
     if form.is_valid():
         try:
             row = cs.forbidden_phrase_add(actor=request.user, phrase=form.cleaned_data["phrase"],
-                                          reason=form.cleaned_data["reason"])
+                                          reason=form.cleaned_data["reason"], kind=form.cleaned_data["kind"])
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
-            messages.success(request, _("已加入禁用表述「%(p)s」") % {"p": row.phrase})
+            messages.success(request, _("已加入%(list)s「%(p)s」") % {"list": row.get_kind_display(), "p": row.phrase})
             return redirect("sop:phrases")
     return _phrases_page(request, form, status=400)
 
@@ -152,35 +151,29 @@ def blocked(request):
                    "summary": cs.blocked_summary(user=request.user)}, status=status)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 def blocked_export(request):
     """CSV of the filtered list (customers masked); the export itself is audited."""
     _require_compliance(request.user)
     form, filters = _blocked_filters(request)
-    audit_record(actor=request.user, action="sop.blocked_export", target_type="step_run",
-                 ip_address=request.META.get("REMOTE_ADDR"),
-                 details={k: str(getattr(v, "pk", v)) for k, v in filters.items() if v})
-    writer = csv.writer(_Echo())
 
     def rows():
-        yield "\ufeff"
-        yield writer.writerow(["time", "customer", "name", "mobile", "journey", "step", "channel_step", "status",
-                               "reason_code", "reason"])
         for run in cs.blocked_step_runs(user=request.user, filters=filters).iterator(chunk_size=2000):
             customer = run.enrollment.customer
-            yield writer.writerow([timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M"), customer.external_id,
-                                   cs.customer_masked_name(customer.name), customer.mobile_masked,
-                                   run.enrollment.journey.name, run.step_id, run.step_type, run.status,
-                                   run.block_reason, cs.problem_reason_label(run)])
+            yield [timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M"), customer.external_id,
+                   cs.customer_masked_name(customer.name), customer.mobile_masked,
+                   run.enrollment.journey.name, run.step_id, run.step_type, run.status,
+                   run.block_reason, cs.problem_reason_label(run)]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="sop-blocked-touches.csv"'
-    return response
+    return export_response(
+        filename="sop-blocked-touches.csv",
+        header=["time", "customer", "name", "mobile", "journey", "step", "channel_step", "status",
+                "reason_code", "reason"],
+        rows=rows(),
+        audit=ExportAudit(actor=request.user, action="sop.blocked_export", target_type="step_run",
+                          ip_address=request.META.get("REMOTE_ADDR"),
+                          details={k: str(getattr(v, "pk", v)) for k, v in filters.items() if v}),
+    )
 
 
 # --- guard policy --------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def _url(name: str, route: str, converters: dict, objs) -> str:
     for kwarg in converters:
         value = str(_kwarg_value(name, kwarg, objs))
         path = path.replace(f"<{kwarg}>", value)
-        for conv in ("int", "str", "slug", "uuid", "path"):
+        for conv in ("int", "str", "slug", "uuid", "path", "extid"):
             path = path.replace(f"<{conv}:{kwarg}>", value)
     return "/" + path.lstrip("^").rstrip("$")
 

@@ -168,7 +168,7 @@ def test_error_report_has_row_column_value_reason_and_masks_personal_data(world)
     assert lines[0] == ["行号", "客户号", "列", "值", "原因"]
     body = {(r[0], r[2]): (r[1], r[3], r[4]) for r in lines[1:]}
     assert body[("3", "手机号")] == ("E1", "139****4567", "手机号应为 11 位中国大陆手机号")
-    assert body[("4", "身份证号")] == ("E2", "310***********3210", "身份证号校验位错误")
+    assert body[("4", "身份证号")] == ("E2", "**************3210", "身份证号校验位错误")
     assert body[("4", "开户日期")][2] == "日期格式应为 YYYY-MM-DD"
     assert body[("5", "姓名")][1] == "王" + "*" * 59
     assert body[("5", "营业部")] == ("E3", "NOPE", "营业部代码不存在")

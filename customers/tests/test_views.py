@@ -35,7 +35,7 @@ def test_detail_page_has_every_section(client, advisor):
     for section in ('id="profile"', 'id="tags"', 'id="trades"', 'id="events"', 'id="touches"', 'id="followup"',
                     'id="groups"', 'id="history"'):
         assert section in body
-    assert "138****2222" in body and "110***********002X" in body
+    assert "138****2222" in body and "**************002X" in body and "110***" not in body
     assert "13811112222" not in body and "11010519491231002X" not in body
     assert 'data-testid="trade-summary"' in body
 
@@ -100,3 +100,16 @@ def test_compliance_audit_log_filter_and_audited_export(client, compliance, advi
     csv_text = b"".join(export.streaming_content).decode()
     assert "customer.reveal" in csv_text
     assert AuditLog.objects.filter(action="audit.export", actor=compliance).exists()
+
+
+def test_a_client_without_trades_shows_words_not_python_none(client, advisor, operator):
+    from tagging.tiers import tier_run_compute
+
+    customer = CustomerFactory(advisor=advisor)
+    tier_run_compute()  # a tier with no recency: no trades at all
+    client.force_login(advisor)
+    body = client.get(f"/customers/c/{customer.external_id}/").content.decode()
+    assert 'data-testid="tier-badge"' in body and "尚无交易" in body and "None" not in body
+    client.force_login(operator)
+    editor = client.get("/tags/t/margin_intent/").content.decode()
+    assert 'data-testid="rule-preview-empty"' in editor and "None" not in editor

@@ -30,14 +30,16 @@ def test_list_filters_and_load_more(page, login, advisor, book):
     assert page.locator("[data-testid=customer-row]").count() == 50
     assert "别人的客户" not in page.content()
     page.click("[data-testid=load-more]")
-    page.wait_for_function("document.querySelectorAll('[data-testid=customer-row]').length === 60")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=customer-row]').length === 60")
     page.select_option("#id_risk_level", "C4")
-    page.wait_for_function("document.querySelector('[data-testid=customer-count]')?.innerText === '共 20 位客户'")
+    page.wait_for_function("() => document.querySelector('[data-testid=customer-count]')?.innerText === '共 20 位客户'")
     assert "risk_level=C4" in page.url  # the filter is in the address, so it can be shared and reloaded
-    page.fill("#id_q", "1380000003")
-    page.fill("#id_q", "13800000033")
-    page.wait_for_function("document.querySelector('[data-testid=customer-count]')?.innerText === '共 1 位客户'")
+    page.fill("#id_q", "13800000033")  # searches on Enter (a POST), not per keystroke
+    page.press("#id_q", "Enter")
+    page.wait_for_function("() => document.querySelector('[data-testid=customer-count]')?.innerText === '共 1 位客户'")
     assert page.locator("[data-testid=customer-row] a").first.inner_text() == "测试客户33"
+    assert "13800000033" not in page.url and "risk_level=C4" in page.url
+    assert AuditLog.objects.filter(action="customer.pii_search", actor=advisor).count() == 1
     page.screenshot(path=str(ARTIFACTS / "customer-list.png"), full_page=True)
 
 
@@ -58,7 +60,7 @@ def test_360_reveal_is_audited_and_note_is_saved(page, login, advisor, book):
     page.fill("[data-testid=note-form] textarea", "客户想了解科创板开通条件")
     page.click("[data-testid=note-form] button")
     page.wait_for_selector("[data-testid=notes] >> text=客户想了解科创板开通条件")
-    page.wait_for_function("document.querySelector('#trade-chart canvas') !== null")
+    page.wait_for_function("() => document.querySelector('#trade-chart canvas') !== null")
     page.screenshot(path=str(ARTIFACTS / "customer-360.png"), full_page=True)
 
 

@@ -1,16 +1,15 @@
 """What the four analysis pages share: who may open them, the pickers (period, channel, branch) and the viewer's
-data scope applied to the summary tables, month arithmetic in Asia/Shanghai, and CSV answers.
+data scope applied to the summary tables, and month arithmetic in Asia/Shanghai (their CSVs are written by core/exports.py).
 
 The summary tables carry a branch dimension, so a branch manager's read is ``branch_id = <theirs>`` on a few
 thousand rows. Advisors do not use the analyses (they are firm- or branch-level numbers); they get 404.
 """
 
-import csv
 from dataclasses import dataclass
 from datetime import date
 
 from django import forms
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -194,15 +193,3 @@ def rate(part, whole) -> float | None:
 
 def percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def csv_response(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
-    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    response.write("\ufeff")
-    writer = csv.writer(response)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return response

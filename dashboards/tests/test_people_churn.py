@@ -255,3 +255,16 @@ def test_pages_are_for_dashboard_roles_only_and_hq_may_queue_a_recompute(client,
     assert response.status_code == 400 and "未知的计算类型" in response.content.decode()
     body = client.get("/dashboards/analyses/churn/").content.decode()
     assert 'data-testid="backtest-missing"' in body  # not computed yet: the page says so and how
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/phish", "//evil.example/phish", "/\\evil.example",
+                                    "javascript:alert(1)", "http://testserver.evil.example/"])
+def test_going_back_after_a_post_stays_on_this_site(client, book, hq_manager, target):
+    client.force_login(hq_manager)
+    for url, fallback in (("/dashboards/analyses/churn/refresh/", "/dashboards/analyses/churn/"),
+                          ("/dashboards/analyses/people/refresh/", "/dashboards/analyses/advisors/")):
+        response = client.post(url, {"what": "backtest", "next": target})
+        assert response.status_code == 302 and response["Location"] == fallback, url
+    response = client.post("/dashboards/analyses/churn/refresh/",
+                           {"what": "backtest", "next": "/dashboards/analyses/churn/?level=at_risk"})
+    assert response["Location"] == "/dashboards/analyses/churn/?level=at_risk"  # a path on this site is kept

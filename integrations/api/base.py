@@ -3,18 +3,24 @@ rate limit, a size-bounded JSON parser, and ``ApiView`` whose customer helpers a
 ``Customer.objects.visible_to(client)`` (subclasses cannot redefine them)."""
 
 import json
+import logging
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import authentication, exceptions, permissions, serializers, throttling
 from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
+from core.validators import UNSTORABLE_MESSAGE, text_storable
 from customers.models import Customer
 from integrations.api_clients import api_client_for_key
 from integrations.models import ApiClient
+
+logger = logging.getLogger(__name__)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -58,10 +64,17 @@ class HasApiScope(permissions.BasePermission):
         required = view.required_scopes
         if isinstance(required, dict):
             required = required.get(request.method, required.get("*", []))
-        missing = [s for s in required if s not in (client.scopes or [])]
+        missing = [s for s in required if s not in client.effective_scopes()]
         if missing:
             raise exceptions.PermissionDenied(f"缺少权限：{', '.join(missing)}")
         return True
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "服务暂时不可用（缓存服务无法连接），请稍后重试"
+    default_code = "service_unavailable"
+    wait = 30
 
 
 class ApiClientRateThrottle(throttling.SimpleRateThrottle):
@@ -78,7 +91,15 @@ class ApiClientRateThrottle(throttling.SimpleRateThrottle):
             return True
         self.rate = f"{client.rate_limit_per_minute}/m"
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except (RedisConnectionError, RedisTimeoutError):
+            # Redis is down: reads are served without the limiter (logged); writes would queue work on the same
+            # Redis, so they answer 503 with Retry-After and the caller sends them again
+            if request.method in permissions.SAFE_METHODS:
+                logger.warning("rate limiter unavailable (Redis down): %s served unthrottled", request.method)
+                return True
+            raise ServiceUnavailable() from None
 
     def get_cache_key(self, request, view):
         return f"throttle_api_{request.user.pk}_{request.user.key_prefix}"
@@ -103,9 +124,28 @@ class BoundedJSONParser(JSONParser):
             data = json.loads(text, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise exceptions.ParseError(f"JSON 格式错误：{exc}") from None
-        if "\\u0000" in text or "\x00" in text:  # PostgreSQL text cannot hold NUL
-            raise exceptions.ParseError("请求数据不能包含 NUL 字符")
+        path = _first_unstorable(data)
+        if path:  # PostgreSQL text cannot hold NUL or a lone surrogate: name where it is, before any write
+            raise exceptions.ParseError(f"{path}：{UNSTORABLE_MESSAGE}")
         return data
+
+
+def _first_unstorable(value, path: str = "$") -> str | None:
+    if isinstance(value, str):
+        return None if text_storable(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not text_storable(str(key)):
+                return f"{path}.<key>"
+            found = _first_unstorable(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_unstorable(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _reject_constant(name):

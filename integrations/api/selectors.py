@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.errors import ApplicationError
+from core.validators import utc_offset_valid
 from customers.models import RiskLevel
 from customers.selectors import customer_filter
 from tagging.models import CustomerTag, CustomerTier, TierDefinition
@@ -53,6 +54,10 @@ def api_list_params(query) -> dict:
             raise _bad_param("updated_since", "updated_since 应为 ISO 8601 时间，如 2025-03-01T00:00:00%2B08:00")
         if parsed.tzinfo is None:
             parsed = timezone.make_aware(parsed)
+        if not utc_offset_valid(parsed):  # PostgreSQL cannot even hold ±16:00
+            raise _bad_param("updated_since", "updated_since 的时区偏移应在 -12:00 到 +14:00 之间")
+        if not 1900 <= parsed.year <= 9000:
+            raise _bad_param("updated_since", "updated_since 超出可用的时间范围")
         params["updated_since"] = parsed
     if query.get("cursor"):
         params["cursor"] = cursor_decode(query["cursor"])

@@ -4,18 +4,31 @@ document their shape in the OpenAPI schema."""
 
 from rest_framework import serializers
 
-from customers.models import FunnelStage, Gender, LifecycleStage, ProductRisk, RiskLevel, Trade
+from core.validators import EXTERNAL_ID_RE
+from customers.models import AGE_BANDS, FunnelStage, Gender, LifecycleStage, ProductRisk, RiskLevel, Trade
+
+
+def identifier_field(max_length: int = 64, **kwargs) -> serializers.RegexField:
+    """An identifier another system gives us: a JSON string matching one pattern (core.validators.external_id_normalize)."""
+    kwargs.setdefault("help_text", "字符串：字母、数字和 . _ -，以字母或数字开头")
+    return serializers.RegexField(f"^{EXTERNAL_ID_RE.pattern}$", max_length=max_length, **kwargs)
 
 
 class CustomerOutputSerializer(serializers.Serializer):
+    """A customer as every API answer shows one (list, detail, segment members): personal data masked, an age band
+    instead of the birth date."""
+
     external_id = serializers.CharField()
     name = serializers.CharField()
     gender = serializers.ChoiceField(choices=Gender.choices)
-    birth_date = serializers.DateField(allow_null=True)
+    age_band = serializers.ChoiceField(
+        choices=AGE_BANDS, allow_null=True,
+        help_text="年龄段（按上海当天日期计算的整十岁区间，如 30-39；<20、80+ 为两端；出生日期未知时为 null）。"
+                  "API 不返回出生日期")
     branch = serializers.CharField(source="branch.code")
     advisor = serializers.CharField(source="advisor.employee_code", allow_null=True)
-    mobile_masked = serializers.CharField()
-    id_number_masked = serializers.CharField()
+    mobile_masked = serializers.CharField(help_text="脱敏手机号，如 138****5678")
+    id_number_masked = serializers.CharField(help_text="脱敏身份证号，只保留后 4 位，如 **************1234")
     risk_level = serializers.CharField()
     risk_assessed_at = serializers.DateField(allow_null=True)
     opened_at = serializers.DateField(allow_null=True)
@@ -38,7 +51,7 @@ class CustomerRowSerializer(serializers.Serializer):
     """One row of customers/bulk_upsert (and the body of PATCH customers/{external_id}/); every field
     but external_id and name is optional, and a blank or null value keeps the stored one."""
 
-    external_id = serializers.CharField(max_length=64)
+    external_id = identifier_field()
     name = serializers.CharField(max_length=50)
     mobile = serializers.CharField(required=False)
     id_number = serializers.CharField(required=False)
@@ -61,7 +74,7 @@ class CustomerRowSerializer(serializers.Serializer):
 
 
 class CustomerPatchSerializer(CustomerRowSerializer):
-    external_id = serializers.CharField(max_length=64, required=False)
+    external_id = identifier_field(required=False)
     name = serializers.CharField(max_length=50, required=False)
 
 
@@ -81,24 +94,24 @@ class BulkResultSerializer(serializers.Serializer):
 
 
 class TradeRowSerializer(serializers.Serializer):
-    external_id = serializers.CharField(max_length=64)
-    customer = serializers.CharField(max_length=64, help_text="客户号 external_id")
-    product = serializers.CharField(max_length=32, help_text="产品代码")
+    external_id = identifier_field()
+    customer = identifier_field(help_text="客户号 external_id")
+    product = identifier_field(32, help_text="产品代码")
     traded_at = serializers.DateTimeField(help_text="ISO 8601，必须带时区偏移")
     side = serializers.ChoiceField(choices=Trade.Side.choices)
     amount = serializers.DecimalField(max_digits=18, decimal_places=2, help_text="人民币元，> 0")
 
 
 class EventRowSerializer(serializers.Serializer):
-    event_id = serializers.CharField(max_length=64)
-    customer = serializers.CharField(max_length=64)
+    event_id = identifier_field()
+    customer = identifier_field(help_text="客户号 external_id")
     type = serializers.CharField(max_length=40)
     occurred_at = serializers.DateTimeField(help_text="ISO 8601，必须带时区偏移")
     properties = serializers.DictField(required=False)
 
 
 class ProductSerializer(serializers.Serializer):
-    code = serializers.CharField(max_length=32)
+    code = identifier_field(32, help_text="产品代码")
     name = serializers.CharField(max_length=100)
     type = serializers.CharField(max_length=30)
     risk_level = serializers.ChoiceField(choices=ProductRisk.choices)

@@ -2,7 +2,7 @@
 below the marked line."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from integrations.api import views, views_segments, webhook_views
 
@@ -11,11 +11,11 @@ app_name = "api"
 urlpatterns = [
     path("customers/", views.CustomerListApi.as_view(), name="customer_list"),
     path("customers/bulk_upsert/", views.CustomerBulkUpsertApi.as_view(), name="customer_bulk_upsert"),
-    path("customers/<str:external_id>/", views.CustomerDetailApi.as_view(), name="customer_detail"),
-    path("customers/<str:external_id>/tags/", views.CustomerTagListApi.as_view(), name="customer_tags"),
-    path("customers/<str:external_id>/tags/<str:tag_code>/", views.CustomerTagDeleteApi.as_view(),
+    path("customers/<extid:external_id>/", views.CustomerDetailApi.as_view(), name="customer_detail"),
+    path("customers/<extid:external_id>/tags/", views.CustomerTagListApi.as_view(), name="customer_tags"),
+    path("customers/<extid:external_id>/tags/<str:tag_code>/", views.CustomerTagDeleteApi.as_view(),
          name="customer_tag_delete"),
-    path("customers/<str:external_id>/tier/", views.CustomerTierApi.as_view(), name="customer_tier"),
+    path("customers/<extid:external_id>/tier/", views.CustomerTierApi.as_view(), name="customer_tier"),
     path("trades/bulk/", views.TradeBulkApi.as_view(), name="trade_bulk"),
     path("events/bulk/", views.EventBulkApi.as_view(), name="event_bulk"),
     path("products/", views.ProductListApi.as_view(), name="product_list"),
@@ -26,7 +26,8 @@ urlpatterns = [
     path("segments/preview/", views_segments.SegmentPreviewApi.as_view(), name="segment_preview"),
     path("segments/<int:segment_id>/members/", views_segments.SegmentMembersApi.as_view(), name="segment_members"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # the split view serves Swagger UI's start-up script as its own file (?script): no inline script under the CSP
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     # --- webhooks (integrations/api/webhook_views.py) ---
     path("webhooks/", webhook_views.WebhookListApi.as_view(), name="webhooks"),
     path("webhooks/<int:subscription_id>/", webhook_views.WebhookDetailApi.as_view(), name="webhook_detail"),

@@ -2,6 +2,7 @@
 
 from urllib.parse import urlencode
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -92,7 +93,7 @@ class CustomerListApi(ApiView):
         ],
         responses={200: inline_serializer("CustomerPage", {
             "next": serializers.URLField(allow_null=True), "results": CustomerOutputSerializer(many=True)})},
-        operation_id="customers_list", summary="客户列表（按 updated_at, id 游标分页）")
+        operation_id="customers_list", summary="客户列表（按 updated_at, id 游标分页；个人信息脱敏，只给年龄段）")
     def get(self, request):
         return customer_page_response(request, customers=self.customers_visible(),
                                       params=selectors.api_list_params(request.query_params))
@@ -102,7 +103,7 @@ class CustomerDetailApi(ApiView):
     required_scopes = {"GET": [ApiScope.CUSTOMERS_READ], "PATCH": [ApiScope.CUSTOMERS_WRITE],
                        "*": [ApiScope.CUSTOMERS_READ]}
 
-    @extend_schema(responses={200: CustomerOutputSerializer}, summary="客户详情")
+    @extend_schema(responses={200: CustomerOutputSerializer}, summary="客户详情（个人信息脱敏，只给年龄段）")
     def get(self, request, external_id: str):
         customer = self.customer_get(external_id)
         body = selectors.customer_api_body(customers=self.customers_visible(), external_id=customer.external_id)
@@ -148,10 +149,11 @@ class CustomerTagListApi(ApiView):
             raise ApplicationError("invalid", "过期时间必须带时区偏移",
                                    [{"field": "expires_at", "message": "必须带时区偏移", "code": "naive_datetime"}])
         tag = ingest.tag_get_active(code=data.validated_data["tag"])
-        existed = CustomerTag.objects.current().filter(customer=customer, tag=tag).exists()
-        row = ingest.customer_tag_set(client=self.client, customer=customer, tag=tag,
-                                      evidence=data.validated_data["evidence"], expires_at=expires_at)
-        row = CustomerTag.objects.select_related("tag__category").get(pk=row.pk)
+        with transaction.atomic():  # the answer is read under the customer's tag lock: a concurrent DELETE waits
+            existed = CustomerTag.objects.current().filter(customer=customer, tag=tag).exists()
+            row = ingest.customer_tag_set(client=self.client, customer=customer, tag=tag,
+                                          evidence=data.validated_data["evidence"], expires_at=expires_at)
+            row = CustomerTag.objects.select_related("tag__category").get(pk=row.pk)
         return Response(CustomerTagOutputSerializer(row).data,
                         status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 

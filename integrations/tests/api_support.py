@@ -40,7 +40,11 @@ def make_api_client(db, client):
     def make(name="crm", scopes=None, branch_code=None, rate=600):
         if branch_code:
             Branch.objects.get_or_create(code=branch_code, defaults={"name": f"{branch_code} 营业部"})
-        api_client, key = api_client_create(actor=None, name=name, scopes=ALL_SCOPES if scopes is None else scopes,
+        if scopes is None:
+            from integrations.models import FIRM_WIDE_SCOPES
+
+            scopes = [s for s in ALL_SCOPES if not (branch_code and s in FIRM_WIDE_SCOPES)]
+        api_client, key = api_client_create(actor=None, name=name, scopes=scopes,
                                             branch_code=branch_code, rate_limit_per_minute=rate)
         return api_client, Api(client, key)
 

@@ -20,6 +20,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answered in order; 200 once exhausted
     default_status: int = 200
+    location: str = ""  # sent as Location with 3xx answers
     arrived: threading.Event = field(default_factory=threading.Event)
 
     def wait_for(self, n: int, timeout: float = 30) -> bool:
@@ -32,7 +33,8 @@ class Receiver:
         return len(self.requests) >= n
 
 
-def receiver_start() -> tuple[Receiver, ThreadingHTTPServer]:
+def receiver_start(*, port: int = 0) -> tuple[Receiver, ThreadingHTTPServer]:
+    """Serve on 127.0.0.1:``port`` (0: a free one). Tests name it in OUTBOUND_ALLOWLIST to deliver to it."""
     state: dict = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,6 +45,8 @@ def receiver_start() -> tuple[Receiver, ThreadingHTTPServer]:
             status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
+            if 300 <= status < 400 and receiver.location:
+                self.send_header("Location", receiver.location)
             self.end_headers()
             self.wfile.write(b"ok" if status < 300 else b"receiver says no")
             receiver.arrived.set()
@@ -50,7 +54,7 @@ def receiver_start() -> tuple[Receiver, ThreadingHTTPServer]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
     state["receiver"] = receiver

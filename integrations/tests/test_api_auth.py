@@ -268,3 +268,30 @@ def test_api_client_pages_are_admin_only(client, operator, make_api_client):
     assert client.post(f"/integrations/api-clients/{api_client.pk}/deactivate/").status_code == 404
     api_client.refresh_from_db()
     assert api_client.active
+
+
+# --- firm-wide reference data is written by firm-wide keys only ----------------------------------------------
+
+def test_a_branch_key_cannot_hold_or_use_products_write(make_api_client, branches):
+    from django.core.management import CommandError, call_command
+
+    from core.errors import ApplicationError
+    from customers.models import Product
+    from integrations.api_clients import api_client_create
+    from integrations.models import ApiClient
+
+    with pytest.raises(ApplicationError) as exc:
+        api_client_create(actor=None, name="bj-products", scopes=["products:write"], branch_code="BJ01")
+    assert exc.value.code == "api_client_scope_firm_wide"
+    with pytest.raises(CommandError, match="products:write"):
+        call_command("create_api_client", "bj-cli", "--branch", "BJ01", "--scopes", "products:write")
+    call_command("create_api_client", "bj-default", "--branch", "BJ01")  # the defaults leave it out for a branch key
+    assert "products:write" not in ApiClient.objects.get(name="bj-default").scopes
+
+    Product.objects.create(code="F1", name="基金甲", type="fund", risk_level="R5")
+    client, api = make_api_client(name="bj", branch_code="BJ01")
+    ApiClient.objects.filter(pk=client.pk).update(scopes=[*client.scopes, "products:write"])  # stored before the rule
+    response = api.post("/api/v1/products/bulk_upsert/",
+                        {"products": [{"code": "F1", "name": "基金甲", "type": "fund", "risk_level": "R1"}]})
+    assert response.status_code == 403 and "products:write" in response.json()["error"]["message"]
+    assert Product.objects.get(code="F1").risk_level == "R5"

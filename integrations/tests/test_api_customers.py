@@ -60,12 +60,12 @@ def test_bulk_upsert_over_5000_rows_is_413(api, branches):
 def test_branch_scoped_client_writes_only_its_branch(make_api_client, branches):
     CustomerFactory(external_id="BJ-OLD", branch=branches["BJ01"], name="北京老客户")
     _c, api = make_api_client(name="sh", branch_code="SH01")
-    rows = [_row(0, branch="SH01"), _row(1, branch="BJ01"), {"external_id": "BJ-OLD", "name": "抢走", "branch": "SH01"},
-            {"external_id": "BJ-OLD", "name": "改名"}]
+    rows = [_row(0, branch="SH01"), _row(1, branch="BJ01"), {"external_id": "BJ-OLD", "name": "抢走", "branch": "SH01"}]
     body = api.post(URL, {"customers": rows}).json()
     assert body["created"] == 1 and body["updated"] == 0
-    assert [(e["index"], e["code"]) for e in body["errors"]] == [(1, "out_of_scope"), (2, "out_of_scope"),
-                                                                  (3, "out_of_scope")]
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [(1, "out_of_scope"), (2, "out_of_scope")]
+    body = api.post(URL, {"customers": [{"external_id": "BJ-OLD", "name": "改名"}]}).json()
+    assert [(e["index"], e["code"], e["field"]) for e in body["errors"]] == [(0, "out_of_scope", "external_id")]
     old = Customer.objects.get(external_id="BJ-OLD")
     assert old.name == "北京老客户" and old.branch.code == "BJ01"
 
@@ -221,3 +221,74 @@ def test_tiers_overview_and_customer_tier(make_api_client, branches):
     tier = api.get(url).json()
     assert set(tier) == {"code", "label", "r", "f", "m", "as_of"} and tier["f"] == 1
     assert sh_api.get(url).status_code == 404
+
+
+# --- identifiers are normalised once, and the branch guard is in the writing statement -------------------
+
+@pytest.mark.parametrize("external_id, code", [
+    (990000777001.0, "invalid_type"), (990000777001, "invalid_type"), (True, "invalid_type"),
+    ("a/b", "invalid_format"), ("-lead", "invalid_format"), ("客户1", "invalid_format"), ("x y", "invalid_format"),
+    ("1" * 65, "too_long"),
+])
+def test_a_branch_key_cannot_take_over_another_branchs_customer_with_a_lookalike_id(
+        make_api_client, branches, external_id, code):
+    victim = CustomerFactory(external_id="990000777001", branch=branches["SH01"], name="上海客户")
+    _c, api = make_api_client(name="bj", branch_code="BJ01")
+    body = api.post(URL, {"customers": [{"external_id": external_id, "name": "抢走", "branch": "BJ01"}]}).json()
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [("external_id", code)]
+    victim.refresh_from_db()
+    assert (victim.name, victim.branch.code) == ("上海客户", "SH01")
+    assert Customer.objects.count() == 1
+
+
+def test_a_padded_id_is_the_same_customer_and_still_out_of_scope(make_api_client, branches):
+    victim = CustomerFactory(external_id="990000777001", branch=branches["SH01"], name="上海客户")
+    _c, api = make_api_client(name="bj", branch_code="BJ01")
+    body = api.post(URL, {"customers": [{"external_id": " 990000777001 ", "name": "抢走", "branch": "BJ01"}]}).json()
+    assert [(e["external_id"], e["code"]) for e in body["errors"]] == [("990000777001", "out_of_scope")]
+    victim.refresh_from_db()
+    assert (victim.name, victim.branch.code) == ("上海客户", "SH01")
+
+
+def test_a_branch_key_can_neither_move_its_customer_out_nor_another_in(make_api_client, branches):
+    mine = CustomerFactory(external_id="BJ-1", branch=branches["BJ01"], name="北京")
+    theirs = CustomerFactory(external_id="SH-1", branch=branches["SH01"], name="上海")
+    _c, api = make_api_client(name="bj", branch_code="BJ01")
+    body = api.post(URL, {"customers": [{"external_id": "BJ-1", "name": "北京", "branch": "SH01"},
+                                        {"external_id": "SH-1", "name": "上海", "branch": "BJ01"}]}).json()
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [(0, "out_of_scope"), (1, "out_of_scope")]
+    assert Customer.objects.get(pk=mine.pk).branch.code == "BJ01"
+    assert Customer.objects.get(pk=theirs.pk).branch.code == "SH01"
+
+
+def test_the_writing_statement_refuses_other_branches_even_if_the_checks_before_it_miss(monkeypatch, branches):
+    from customers import bulk
+
+    theirs = CustomerFactory(external_id="SH-1", branch=branches["SH01"], name="上海")
+    monkeypatch.setattr(bulk, "_scope_check", lambda cursor, rows, branch_id: [])  # a bug in the checks
+    result = bulk.customer_bulk_upsert(actor_label="api:bj", branch_id=branches["BJ01"].pk, rows=[
+        {"external_id": "SH-1", "name": "抢走", "branch": "BJ01"},
+        {"external_id": "SH-NEW", "name": "新客户", "branch": "SH01"}])
+    assert result["created"] == result["updated"] == 0
+    theirs.refresh_from_db()
+    assert (theirs.name, theirs.branch.code) == ("上海", "SH01")
+    assert not Customer.objects.filter(external_id="SH-NEW").exists()
+
+
+@pytest.mark.parametrize("path, row", [
+    ("/api/v1/trades/bulk/", {"external_id": 5.0, "customer": "C1", "product": "P1", "traded_at": "2026-01-05T10:00:00+08:00",
+                              "side": "buy", "amount": "100"}),
+    ("/api/v1/trades/bulk/", {"external_id": "T1", "customer": 1.0, "product": "P1",
+                              "traded_at": "2026-01-05T10:00:00+08:00", "side": "buy", "amount": "100"}),
+    ("/api/v1/events/bulk/", {"event_id": "E/1", "customer": "C1", "type": "app_login",
+                              "occurred_at": "2026-01-05T10:00:00+08:00"}),
+    ("/api/v1/products/bulk_upsert/", {"code": 510300, "name": "沪深300ETF", "type": "etf", "risk_level": "R3"}),
+])
+def test_every_identifier_the_api_takes_follows_the_one_pattern(api, branches, path, row):
+    body = api.post(path, _body_for(path, row)).json()
+    assert body["errors"] and body["errors"][0]["code"] in ("invalid_type", "invalid_format"), body
+
+
+def _body_for(path, row):
+    key = {"trades": "trades", "events": "events", "products": "products"}[path.split("/")[3]]
+    return {key: [row]}

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 Status = CallbackEvent.Status
 
+MAX_BODY_BYTES = 64 * 1024  # WeCom's event callbacks are a few KB; anything bigger is not one
+MAX_CLOCK_SKEW = timedelta(minutes=5)  # a signed request older or newer than this is a replay (or a wrong clock)
 MAX_ATTEMPTS = 6
 RETRY_BASE = timedelta(minutes=1)  # failed attempt n is retried after RETRY_BASE × 2^(n-1)
 LOST_TASK_AFTER = timedelta(minutes=2)  # a pending event older than this has lost its task
@@ -58,9 +60,23 @@ def _required(**params) -> None:
         raise CallbackRejected(f"missing parameters: {', '.join(missing)}")
 
 
+def callback_precheck(*, timestamp: str, size: int, now: datetime | None = None) -> None:
+    """What is refused before any signature check or XML parsing: a body over MAX_BODY_BYTES and a timestamp
+    more than MAX_CLOCK_SKEW from our clock (WeCom signs the timestamp, so an old request cannot be replayed)."""
+    if size > MAX_BODY_BYTES:
+        raise CallbackRejected(f"body of {size} bytes is over the {MAX_BODY_BYTES} byte cap")
+    try:
+        sent = datetime.fromtimestamp(int(timestamp), tz=timezone.get_current_timezone())
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise CallbackRejected("timestamp is not a Unix time") from None
+    if abs((now or timezone.now()) - sent) > MAX_CLOCK_SKEW:
+        raise CallbackRejected(f"timestamp {timestamp} is more than 5 minutes off")
+
+
 def callback_verify_url(*, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
     """The GET WeCom sends when the callback URL is saved: check the signature, answer the decrypted echostr."""
     _required(msg_signature=msg_signature, timestamp=timestamp, nonce=nonce, echostr=echostr)
+    callback_precheck(timestamp=timestamp, size=len(echostr))
     crypto = _crypto()
     try:
         return crypto.check_signature(msg_signature, timestamp, nonce, echostr)
@@ -71,6 +87,7 @@ def callback_verify_url(*, msg_signature: str, timestamp: str, nonce: str, echos
 def callback_decrypt(*, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
     """The decrypted XML of a POSTed callback, or :class:`CallbackRejected`."""
     _required(msg_signature=msg_signature, timestamp=timestamp, nonce=nonce, body=body)
+    callback_precheck(timestamp=timestamp, size=len(body))
     crypto = _crypto()
     try:
         return crypto.decrypt_message(body, msg_signature, timestamp, nonce)

@@ -11,7 +11,7 @@ from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from integrations.wecom.callbacks import CallbackRejected, callback_receive, callback_verify_url
+from integrations.wecom.callbacks import MAX_BODY_BYTES, CallbackRejected, callback_receive, callback_verify_url
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ def callback(request):
     params = {"msg_signature": request.GET.get("msg_signature", ""), "timestamp": request.GET.get("timestamp", ""),
               "nonce": request.GET.get("nonce", "")}
     try:
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:  # refused before the body is read
+            raise CallbackRejected(f"declared body of {declared} bytes is over the cap")
         if request.method == "GET":
             echo = callback_verify_url(echostr=request.GET.get("echostr", ""), **params)
             return HttpResponse(echo, content_type="text/plain; charset=utf-8")

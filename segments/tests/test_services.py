@@ -77,9 +77,12 @@ def test_rebuild_stores_joiners_and_leavers_as_diffs(operator, people):
 
     segment.refresh_from_db()
     assert segment.member_count == 3 and segment.rebuilt_at is not None
-    daily = SegmentSizeDaily.objects.get(segment=segment)
+    daily = SegmentSizeDaily.objects.get(segment=segment, branch=None)
     assert (daily.day, daily.size) == (timezone.localdate(), 3)  # one row a day, upserted
-    assert segment_size_trend(segment) == [(timezone.localdate(), 3)]
+    assert segment_size_trend(segment, principal=operator) == [(timezone.localdate(), 3)]
+    by_branch = dict(SegmentSizeDaily.objects.filter(segment=segment, branch__isnull=False)
+                     .values_list("branch__code", "size"))
+    assert by_branch == {"BJ01": 2, "SH01": 1}
 
 
 def test_size_trend_covers_the_requested_days(operator, people):
@@ -87,7 +90,8 @@ def test_size_trend_covers_the_requested_days(operator, people):
     today = timezone.localdate()
     for back, size in ((100, 1), (20, 2), (1, 5)):
         SegmentSizeDaily.objects.create(segment=segment, day=today - timedelta(days=back), size=size)
-    assert segment_size_trend(segment, days=30) == [(today - timedelta(days=20), 2), (today - timedelta(days=1), 5)]
+    assert segment_size_trend(segment, days=30, principal=operator) == [(today - timedelta(days=20), 2),
+                                                                         (today - timedelta(days=1), 5)]
 
 
 def test_create_and_update_queue_a_rebuild_on_commit(operator, people, django_capture_on_commit_callbacks):
@@ -273,3 +277,32 @@ def test_a_rule_that_could_never_be_rebuilt_is_not_saved(operator):
         segment_create(actor=operator, name="千岁", rule={"op": "and", "rules": [
             {"type": "attribute", "field": "age", "op": "gte", "value": 10**9}]})
     assert err.value.path == "$.rules[0].value" and not Segment.objects.exists()
+
+
+def test_a_branch_manager_sees_only_their_branchs_counts_trend_and_snapshot_sizes(client, operator, hq_manager,
+                                                                                   branch_manager, people):
+    import json
+    import re
+
+    from segments.services import snapshot_create
+
+    segment = segment_create(actor=operator, name="高净值", rule=RICH)  # firm-wide: 2 in BJ01, 1 in SH01
+    segment_rebuild(segment_id=segment.pk)
+    snapshot_create(actor=operator, segment=segment, name="十一月名单")
+
+    def seen(user):
+        client.force_login(user)
+        detail = client.get(f"/segments/{segment.pk}/").content.decode()
+        trend = json.loads(re.search(r'id="size-trend-data"[^>]*>(.*?)</script>', detail, re.S).group(1))
+        trend = json.loads(trend) if isinstance(trend, str) else trend
+        snapshot = re.search(r'data-testid="snapshot-row">.*?<td class="text-end">(\d+)</td>', detail, re.S).group(1)
+        listing = client.get("/segments/").content.decode()
+        return detail, trend["sizes"], int(snapshot), listing
+
+    detail, sizes, snapshot, listing = seen(hq_manager)
+    assert "全公司 3 人" in detail and sizes == [3] and snapshot == 3
+    detail, sizes, snapshot, listing = seen(branch_manager)
+    assert "全公司" not in detail.split('data-testid="rule-summary"')[1].split("</div>")[0]
+    assert "您的范围内 2 人" in detail and sizes == [2] and snapshot == 2
+    assert 'data-testid="rebuild-row"' in detail and ">3<" not in detail.split('data-testid="rebuilds"')[1].split("</table>")[0]
+    assert "[2]" in listing and "[3]" not in listing  # the list's sparkline is the branch's too

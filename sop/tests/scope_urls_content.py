@@ -10,7 +10,8 @@ from django.utils import timezone
 
 PAGES_WITHOUT_OBJECTS = {
     "sop:templates", "sop:template_create", "sop:template_lint", "sop:calendar", "sop:calendar_day_set",
-    "sop:calendar_seed", "sop:approvals", "sop:phrases", "sop:blocked", "sop:blocked_export", "sop:guards",
+    "sop:calendar_seed", "sop:calendar_import", "sop:approvals", "sop:phrases", "sop:blocked", "sop:blocked_export",
+    "sop:guards",
 }
 
 

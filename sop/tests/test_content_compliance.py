@@ -35,7 +35,7 @@ def blocked_runs(sop_kit, client_of, other_branch_advisor):
     unsubscribed = client_of(2, name="钱已退订", wecom_external_userid="wm_unsub")
     Unsubscribe.objects.create(customer=unsubscribed, channel="wecom")
     shanghai = CustomerFactory(advisor=other_branch_advisor, name="孙上海", risk_level="C3",
-                               risk_assessed_at=date.today() - timedelta(days=30))
+                               risk_assessed_at=NOON.date() - timedelta(days=30))  # the engine runs at NOON
     journey = _wecom_journey(sop_kit, [no_wecom, unsubscribed, shanghai])
     return {"journey": journey, "no_wecom": no_wecom, "unsubscribed": unsubscribed, "shanghai": shanghai}
 

@@ -187,6 +187,6 @@ def test_operator_recomputes_and_watches_the_progress_bar_finish(page, login, ce
     assert page.inner_text("[data-testid=tier-count-general_retain]") == "3"
     assert page.inner_text("[data-testid=tier-count-no_trade]") == "1"
     assert page.locator("[data-testid=tier-empty]").count() == 0
-    page.wait_for_function("document.querySelector('#tier-chart canvas') !== null")
+    page.wait_for_function("() => document.querySelector('#tier-chart canvas') !== null")
     assert TierRun.objects.get().requested_by == operator.username
     page.screenshot(path=str(ARTIFACTS / "tiers.png"), full_page=True)

@@ -49,4 +49,4 @@ class Command(BaseCommand):
         if job.error_report:
             self.stdout.write(f"error report: {job.error_report.path}")
         if job.status != job.Status.DONE:
-            raise CommandError("import failed")
+            raise CommandError(f"import failed: {job.message}" if job.message else "import failed")

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
 from integrations.api_clients import api_client_create
-from integrations.models import ApiScope
+from integrations.models import FIRM_WIDE_SCOPES, ApiScope
 
 
 class Command(BaseCommand):
@@ -15,11 +15,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument("--branch", help="branch code; omit for all branches")
-        parser.add_argument("--scopes", nargs="+", default=[s.value for s in ApiScope if s != ApiScope.WEBHOOKS_MANAGE],
-                            help=f"any of: {' '.join(ApiScope.values)}")
+        parser.add_argument("--scopes", nargs="+",
+                            help=f"any of: {' '.join(ApiScope.values)} (default: all but webhooks:manage, and for a "
+                                 f"--branch key also none of {' '.join(sorted(FIRM_WIDE_SCOPES))})")
         parser.add_argument("--rate", type=int, default=600, help="requests per minute")
 
     def handle(self, *args, name, branch, scopes, rate, **options):
+        if scopes is None:
+            scopes = [s.value for s in ApiScope if s != ApiScope.WEBHOOKS_MANAGE and not (branch and s in FIRM_WIDE_SCOPES)]
         try:
             client, key = api_client_create(actor=None, name=name, scopes=scopes, branch_code=branch,
                                             rate_limit_per_minute=rate)

@@ -345,3 +345,31 @@ def test_admins_see_the_callback_log_with_ignored_events(client, wecom_sandbox, 
     assert "change_contact" in page and "已忽略" in page and "/integrations/wecom/callback/" in page
     client.force_login(operator)
     assert client.get("/integrations/wecom/callback/events/").status_code == 404
+
+
+# --- refused before any signature check or XML parsing -------------------------------------------------
+
+@pytest.mark.parametrize("skew_minutes", [-6, 6])
+def test_a_correctly_signed_callback_more_than_five_minutes_off_is_refused(db, client, wecom_sandbox, skew_minutes):
+    import time_machine
+    from django.utils import timezone
+
+    url, body = signed_event(wecom_sandbox, {"Event": "change_external_contact", "ChangeType": "add_external_contact",
+                                             "UserID": "u1", "ExternalUserID": "wm_replay"})
+    with time_machine.travel(timezone.now() + timezone.timedelta(minutes=skew_minutes)):
+        assert client.post(url, data=body, content_type="text/xml").status_code == 403
+    assert not CallbackEvent.objects.exists()
+    assert client.post(url, data=body, content_type="text/xml").status_code == 200  # within the window: accepted
+
+
+def test_an_oversized_body_is_refused_without_being_parsed(db, client, wecom_sandbox, monkeypatch):
+    from wechatpy.enterprise.crypto import WeChatCrypto
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("parsed an oversized body")
+
+    monkeypatch.setattr(WeChatCrypto, "decrypt_message", must_not_run)
+    url, _body = signed_event(wecom_sandbox, {"Event": "change_external_contact"})
+    huge = "<xml>" + "<a>x</a>" * 20_000 + "</xml>"  # 160 KB
+    assert client.post(url, data=huge, content_type="text/xml").status_code == 403
+    assert not CallbackEvent.objects.exists()
