@@ -40,7 +40,7 @@ test: test-now test-shifted
 
 test-now: install test-tools
 	$(PY) -m ruff check .
-	SCRM_DATA_DIR=.data/test $(PY) manage.py makemigrations --check --dry-run
+	SCRM_DATA_DIR=.data/test SCRM_EMBEDDED_START=1 $(PY) manage.py makemigrations --check --dry-run
 	SCRM_DATA_DIR=.data/test $(PY) -m pytest $(PYTEST_ARGS)
 
 # The whole suite again, today + TIME_SHIFT, on embedded servers of its own (PostgreSQL and Redis see the moved
@@ -53,7 +53,7 @@ test-shifted: install test-tools $(CLOCKWAIT)
 	  $(PY) -m pytest -m "not wall_clock" $(PYTEST_ARGS)
 
 messages:
-	$(PY) manage.py makemessages -l en --ignore=.venv --ignore=node_modules --ignore=.data --no-obsolete
+	SCRM_EMBEDDED_START=1 $(PY) manage.py makemessages -l en --ignore=.venv --ignore=node_modules --ignore=.data --no-obsolete
 
 clean-data:
 	rm -rf .data

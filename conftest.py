@@ -6,6 +6,7 @@ DATABASE_URL/REDIS_URL are unset, see scrm/embedded.py).
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -115,19 +116,49 @@ def admin_user(make_staff):
     return make_staff("admin_a", "admin", employee_code="A9001")
 
 
+# --- one clock --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_clock_agrees(django_db_setup, django_db_blocker):
+    """The product stamps rows with PostgreSQL's now() and reads them with Python's: a run whose database keeps
+    another clock (an embedded server left running by an interrupted run, joined by a run under libfaketime)
+    fails in many places for no reason of its own. Stop at once and say so instead."""
+    from django.db import connection
+    from django.utils import timezone
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        database_now = cursor.fetchone()[0]
+    skew = abs((database_now - timezone.now()).total_seconds())
+    if skew > 60:
+        pytest.exit(f"PostgreSQL's clock is {skew:.0f} s away from this process's ({database_now} vs {timezone.now()}): "
+                    "a server from another run (or not under the same FAKETIME) is being reused. Stop it, or remove "
+                    "the data dir (SCRM_DATA_DIR), and run again.", returncode=3)
+
+
 # --- a real Celery worker ------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker):
-    """A real worker process over the real broker, on the test database (use with transactional_db)."""
+def worker_receiver_port():
+    """The one local port the session's worker may send webhooks to: its OUTBOUND_ALLOWLIST names
+    127.0.0.1:<this port> and nothing else (core/outbound.py refuses local addresses otherwise)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, worker_receiver_port):
+    """A real worker process over the real broker, on the test database (use with transactional_db).
+    A test receiver it should reach binds ``worker_receiver_port``."""
     from scrm.celery import app
 
     with django_db_blocker.unblock():
-        env = subprocess_env()
+        env = subprocess_env(OUTBOUND_ALLOWLIST=f"127.0.0.1:{worker_receiver_port}")
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "scrm", "worker", "-l", "INFO", "-c", "2",
+        [sys.executable, "-m", "celery", "-A", "scrm", "worker", "-Q", "celery,webhooks", "-l", "INFO", "-c", "2",
          "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -254,3 +285,4 @@ def _default_taxonomy(request):
         importlib.import_module("tagging.migrations.0003_default_conversation_rules").load(apps, None)
     if not apps.get_model("sop", "GuardPolicy").objects.exists():  # trading calendar, forbidden phrases, guards
         importlib.import_module("sop.migrations.0002_calendar_phrases_policy").seed(apps, None)
+        importlib.import_module("sop.migrations.0004_compliance_wording_kinds").seed_disclosures(apps, None)

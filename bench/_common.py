@@ -22,6 +22,7 @@ def django_setup(data_dir: str = "bench") -> None:
     """Django on ``.data/<data_dir>`` unless SCRM_DATA_DIR (or DATABASE_URL) says otherwise."""
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("SCRM_DATA_DIR", str(ROOT / ".data" / data_dir))
+    os.environ.setdefault("SCRM_EMBEDDED_START", "1")  # the bench owns its own embedded servers
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scrm.settings")
     import django
 

@@ -63,6 +63,7 @@ def api_exception_handler(exc, context):
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
         body = error_body(code if isinstance(code, str) else "error", str(detail))
     response.data = body
-    if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and getattr(exc, "wait", None):
+    if response.status_code in (status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE) \
+            and getattr(exc, "wait", None):
         response["Retry-After"] = str(int(exc.wait))
     return response

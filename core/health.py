@@ -1,18 +1,32 @@
-"""Liveness of the parts the product needs: database, cache/broker (Redis) and a Celery worker."""
+"""Liveness of the parts the product needs: database, cache/broker (Redis) and a Celery worker.
+
+``/healthz`` answers within ``DEADLINE`` seconds whatever happens: the checks run side by side in daemon threads,
+each on a fresh connection with short timeouts, and a check that has not answered by the deadline is reported as
+"timeout" (a paused PostgreSQL, a Redis that accepts connections but never answers)."""
+
+import threading
+import time
+from queue import Empty, Queue
 
 from django.core.cache import cache
-from django.db import connection
+from django.db import connections
 
 from scrm.celery import app as celery_app
 
+DEADLINE = 1.5  # seconds for all checks together
+
 
 def check_database() -> tuple[bool, str]:
+    connection = connections.create_connection("default")  # not the request's: it may be the one that hangs
     try:
         with connection.cursor() as cur:
+            cur.execute("SET statement_timeout = 1000")
             cur.execute("SELECT 1")
         return True, "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means "down"
         return False, type(exc).__name__
+    finally:
+        connection.close()
 
 
 def check_cache() -> tuple[bool, str]:
@@ -33,8 +47,29 @@ def check_worker(timeout: float = 1.0) -> tuple[bool, str]:
         return False, type(exc).__name__
 
 
+def _run_with_deadline(checks: dict, deadline: float) -> dict:
+    answers: Queue = Queue()
+    for name, check in checks.items():
+        threading.Thread(target=lambda n=name, c=check: answers.put((n, c())), daemon=True,
+                         name=f"healthz-{name}").start()
+    results, end = {}, time.monotonic() + deadline
+    while len(results) < len(checks):
+        try:
+            name, result = answers.get(timeout=max(0.0, end - time.monotonic()))
+        except Empty:
+            break
+        results[name] = result
+    return {name: results.get(name, (False, "timeout")) for name in checks}
+
+
 def health_report() -> tuple[bool, dict]:
-    parts = {"database": check_database(), "cache": check_cache()}
-    parts["worker"] = check_worker() if parts["cache"][0] else (False, "broker down")
+    from scrm.supervision import supervision_report
+
+    parts = _run_with_deadline({"database": check_database, "cache": check_cache,
+                                "worker": lambda: check_worker(timeout=0.8)}, DEADLINE)
     healthy = all(ok for ok, _ in parts.values())
-    return healthy, {name: {"ok": ok, "detail": detail} for name, (ok, detail) in parts.items()}
+    report = {name: {"ok": ok, "detail": detail} for name, (ok, detail) in parts.items()}
+    supervised = supervision_report()
+    if supervised is not None:
+        report["supervision"] = supervised
+    return healthy, report

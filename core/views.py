@@ -1,9 +1,12 @@
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from core.health import health_report
+
+RETRY_AFTER_SECONDS = 30
 
 
 @never_cache
@@ -40,8 +43,33 @@ def error_404(request, exception=None):
     return _api_error(request, 404, "not_found", "地址不存在") or render(request, "errors/404.html", status=404)
 
 
+def _outage(exc) -> str | None:
+    """"database" or "cache" when ``exc`` says a store is unreachable (not a bug in our code)."""
+    from django.db import InterfaceError, OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    if isinstance(exc, InterfaceError | OperationalError):
+        return "database"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return "cache"
+    return None
+
+
 def error_500(request):
-    return _api_error(request, 500, "server_error", "服务器内部错误") or render(request, "errors/500.html", status=500)
+    """An outage of PostgreSQL or Redis answers 503 with Retry-After (the product's own page, or the API error
+    shape); anything else 500. Rendered without the request's context processors, which need the database."""
+    import sys
+
+    store = _outage(sys.exc_info()[1])
+    if store is not None:
+        message = "数据库暂时无法连接，请稍后重试" if store == "database" else "缓存服务暂时无法连接，请稍后重试"
+        response = _api_error(request, 503, "service_unavailable", message) or HttpResponse(
+            loader.render_to_string("errors/503.html", {"store": store}), status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return _api_error(request, 500, "server_error", "服务器内部错误") or HttpResponse(
+        loader.render_to_string("errors/500.html"), status=500)
 
 
 @csrf_exempt  # API callers have no CSRF cookie; without this a POST to an unknown route got the HTML 403

