@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from core.crypto import blind_index, decrypt, mask_id_number, mask_mobile
 from core.errors import ApplicationError
+from core.events import NoteCreated, TaskCompleted, emit
 from core.scoping import scope_for
 from core.services import audit_record
 from customers import selectors
@@ -101,13 +102,8 @@ def note_create(*, author, customer: Customer, body: str) -> Note:
     note = Note.objects.create(customer=customer, author=author, body=body)
     note.refresh_from_db(fields=["created_at"])
     customer_touch_contact(customer_ids=[customer.pk], at=note.created_at)
-    for hook in NOTE_CREATED_HOOKS:
-        transaction.on_commit(lambda hook=hook: hook(note))
+    emit(NoteCreated(note_id=note.pk, customer_id=customer.pk))
     return note
-
-
-# Conversation tagging scans new notes; it registers itself here (tagging issue).
-NOTE_CREATED_HOOKS: list = []
 
 
 @transaction.atomic
@@ -133,11 +129,6 @@ def task_complete(*, user, task: Task, outcome: str, note: str = "") -> Task:
     task.save(update_fields=["status", "outcome", "outcome_note", "completed_at"])
     if outcome != Task.Outcome.NOT_REACHED:
         customer_touch_contact(customer_ids=[task.customer_id], at=now)
-    for hook in TASK_COMPLETED_HOOKS:
-        transaction.on_commit(lambda hook=hook: hook(task))
+    emit(TaskCompleted(task_id=task.pk))
     return task
-
-
-# Webhooks (task.completed) register here (integration issue).
-TASK_COMPLETED_HOOKS: list = []
 

@@ -7,9 +7,9 @@ class DashboardsConfig(AppConfig):
 
     def ready(self):
         from dashboards.analyses.funnel import signup_rule_register
-        from dashboards.live import hooks_register
+        from dashboards.live import subscriptions
 
         # segments gain "signed up between" so the funnel's drop-outs of a period can be saved as a segment
         signup_rule_register()
         # the live dashboard's counters follow trades, events, customers, tasks, WeCom contacts, SOP and tags
-        hooks_register()
+        subscriptions()

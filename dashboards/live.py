@@ -29,6 +29,17 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from core.events import (
+    CustomersChanged,
+    EventsIngested,
+    StepRunsFinished,
+    TagChanged,
+    TaskCompleted,
+    TierChanged,
+    TradesIngested,
+    WecomContactAdded,
+    subscribe,
+)
 from dashboards import selectors_live as truth
 
 logger = logging.getLogger(__name__)
@@ -350,10 +361,12 @@ def _grouped_by_scope(rows, add) -> None:
 
 
 @_never_raise
-def on_trades_ingested(created_ids: list[int], updated_ids: list[int]) -> None:
-    """integrations.ingest.TRADES_INGESTED_HOOKS: new trades add to their day; changed ones invalidate it.
+def on_trades_ingested(event: TradesIngested) -> None:
+    """New trades add to their day; changed ones invalidate it.
     Grouped in SQL (local day and hour there too), so a 10,000-row batch costs two small queries."""
     from customers.models import Trade
+
+    created_ids, updated_ids = event.created_ids, event.updated_ids
 
     increments: dict = defaultdict(lambda: defaultdict(int))
     active: dict = defaultdict(set)
@@ -382,9 +395,11 @@ def on_trades_ingested(created_ids: list[int], updated_ids: list[int]) -> None:
 
 
 @_never_raise
-def on_events_ingested(created_ids: list[int], updated_ids: list[int]) -> None:
-    """integrations.ingest.EVENTS_INGESTED_HOOKS: a behaviour event makes its client active that day."""
+def on_events_ingested(event: EventsIngested) -> None:
+    """A behaviour event makes its client active that day."""
     from customers.models import BehaviourEvent
+
+    created_ids, updated_ids = event.created_ids, event.updated_ids
 
     active: dict = defaultdict(set)
     rows = truth.fetch(f"SELECT DISTINCT c.branch_id, c.advisor_id, {truth.local_day_sql('e.occurred_at')}, e.customer_id "
@@ -395,17 +410,22 @@ def on_events_ingested(created_ids: list[int], updated_ids: list[int]) -> None:
 
 
 @_never_raise
-def on_contact_added(customer, contact, contact_way) -> None:
-    """integrations.wecom.events.CONTACT_ADDED_HOOKS: one more WeCom contact today."""
-    keys = truth.customer_scope_keys(customer.branch_id, customer.advisor_id)
+def on_contact_added(event: WecomContactAdded) -> None:
+    """One more WeCom contact today."""
+    from customers.models import Customer
+
+    branch_id, advisor_id = Customer.objects.filter(pk=event.customer_id).values_list("branch_id", "advisor_id").get()
+    keys = truth.customer_scope_keys(branch_id, advisor_id)
     counters_add({(today(), k): {"contacts": 1} for k in keys}, {})
 
 
 @_never_raise
-def on_customers_changed(created_ids: list[int], updated_ids: list[int]) -> None:
-    """customers.bulk.CUSTOMERS_CHANGED_HOOKS: recount today's opened/funded for the scopes of these customers
-    (an opening date or funnel stage may have changed either way, so this sets rather than adds)."""
+def on_customers_changed(event: CustomersChanged) -> None:
+    """Recount today's opened/funded for the scopes of these customers (an opening date or funnel stage may
+    have changed either way, so this sets rather than adds)."""
     from customers.models import Customer
+
+    created_ids, updated_ids = event.created_ids, event.updated_ids
 
     keys = {"firm"}
     for branch_id, advisor_id in (Customer.objects.filter(pk__in=[*created_ids, *updated_ids])
@@ -417,9 +437,11 @@ def on_customers_changed(created_ids: list[int], updated_ids: list[int]) -> None
 
 
 @_never_raise
-def on_task_completed(task) -> None:
-    """customers.services.TASK_COMPLETED_HOOKS: one more task done that day; the client was contacted."""
-    from customers.models import Customer
+def on_task_completed(event: TaskCompleted) -> None:
+    """One more task done that day; the client was contacted."""
+    from customers.models import Customer, Task
+
+    task = Task.objects.get(pk=event.task_id)
 
     branch_id, advisor_id = Customer.objects.filter(pk=task.customer_id).values_list("branch_id", "advisor_id").get()
     keys = truth.customer_scope_keys(branch_id, advisor_id)
@@ -428,9 +450,11 @@ def on_task_completed(task) -> None:
 
 
 @_never_raise
-def on_step_runs_finished(run_ids: list[int]) -> None:
-    """sop.engine.STEP_RUNS_FINISHED_HOOKS: SOP touches sent or blocked."""
+def on_step_runs_finished(event: StepRunsFinished) -> None:
+    """SOP touches sent or blocked."""
     from sop.models import StepRun
+
+    run_ids = event.step_run_ids
 
     increments: dict = defaultdict(lambda: defaultdict(int))
     rows = (StepRun.objects.filter(pk__in=run_ids, finished_at__isnull=False)
@@ -460,9 +484,11 @@ def _opportunity_tag_codes() -> frozenset:
 
 
 @_never_raise
-def on_tag_changed(customer_id: int, tag_code: str, action: str, source: str) -> None:
-    """tagging.services.TAG_CHANGED_HOOKS: an opportunity tag added or removed changes 待跟进商机."""
+def on_tag_changed(event: TagChanged) -> None:
+    """An opportunity tag added or removed changes 待跟进商机."""
     from customers.models import Customer
+
+    customer_id, tag_code = event.customer_id, event.tag_code
 
     if tag_code not in _opportunity_tag_codes():
         return
@@ -474,28 +500,15 @@ def on_tag_changed(customer_id: int, tag_code: str, action: str, source: str) ->
 
 
 @_never_raise
-def on_tier_changed(run_id: int) -> None:
-    """tagging.tiers.TIER_CHANGED_HOOKS: a tier run changed the distribution everywhere."""
+def on_tier_changed(event: TierChanged) -> None:
+    """A tier run changed the distribution everywhere."""
     tiers_invalidate_all()
 
 
-def hooks_register() -> None:
-    """Idempotent: put each hook on its list once (the lists belong to the apps that emit)."""
-    from customers import bulk
-    from customers import services as customer_services
-    from integrations import ingest
-    from integrations.wecom import events as wecom_events
-    from sop import engine
-    from tagging import services as tag_services
-    from tagging import tiers
-
-    for hooks, hook in ((ingest.TRADES_INGESTED_HOOKS, on_trades_ingested),
-                        (ingest.EVENTS_INGESTED_HOOKS, on_events_ingested),
-                        (wecom_events.CONTACT_ADDED_HOOKS, on_contact_added),
-                        (bulk.CUSTOMERS_CHANGED_HOOKS, on_customers_changed),
-                        (customer_services.TASK_COMPLETED_HOOKS, on_task_completed),
-                        (engine.STEP_RUNS_FINISHED_HOOKS, on_step_runs_finished),
-                        (tag_services.TAG_CHANGED_HOOKS, on_tag_changed),
-                        (tiers.TIER_CHANGED_HOOKS, on_tier_changed)):
-        if hook not in hooks:
-            hooks.append(hook)
+def subscriptions() -> None:
+    """The live counters follow trades, events, customers, tasks, WeCom contacts, SOP, tags and tiers."""
+    for event_type, handler in ((TradesIngested, on_trades_ingested), (EventsIngested, on_events_ingested),
+                                (WecomContactAdded, on_contact_added), (CustomersChanged, on_customers_changed),
+                                (TaskCompleted, on_task_completed), (StepRunsFinished, on_step_runs_finished),
+                                (TagChanged, on_tag_changed), (TierChanged, on_tier_changed)):
+        subscribe(event_type, handler)

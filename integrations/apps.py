@@ -6,7 +6,7 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "集成"
 
     def ready(self):
-        from integrations.webhook_emitters import emitters_register
+        from integrations.webhook_emitters import subscriptions
 
         # webhooks: customer / tag / tier / task changes become outbox events (after commit)
-        emitters_register()
+        subscriptions()

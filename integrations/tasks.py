@@ -31,16 +31,3 @@ def crm_sync(self, triggered_by: str = "beat") -> int | None:
 
     run = crm_sync_run(triggered_by=triggered_by)
     return run.pk if run else None
-
-
-@shared_task(name="integrations.tier_incremental", bind=True, acks_late=True, max_retries=8)
-def tier_incremental(self, customer_ids: list[int]) -> int | None:
-    """Reclassify the customers whose trades arrived through the API; while a full run holds the
-    lock, retry later (the full run may not have seen the new trades)."""
-    from tagging.tiers import TierRunBusyError, tier_run_incremental
-
-    try:
-        run = tier_run_incremental(customer_ids=customer_ids, source="api")
-    except TierRunBusyError as exc:
-        raise self.retry(exc=exc, countdown=min(600, 30 * 2 ** self.request.retries)) from exc
-    return run.pk if run else None

@@ -1,4 +1,4 @@
-"""Hooks that turn changes elsewhere into webhook events (registered in IntegrationsConfig.ready()).
+"""Subscribers that turn changes elsewhere into webhook events (core.events; subscribed in IntegrationsConfig.ready()).
 
 They all run after the change's transaction committed, each in a transaction of its own, and never
 raise into the caller: a failure is logged (the change itself stands). Payloads carry identifiers
@@ -13,6 +13,7 @@ import logging
 
 from django.db import transaction
 
+from core.events import CustomersChanged, TagChanged, TaskCompleted, TierChanged, subscribe
 from customers.models import Customer, Task
 from integrations.webhooks import WebhookEventType, webhook_event_emit, webhook_events_emit_sql
 
@@ -46,10 +47,10 @@ def _never_raise(func):
 
 
 @_never_raise
-def customers_changed_emit(created_ids: list[int], updated_ids: list[int]) -> None:
-    """customers.bulk.CUSTOMERS_CHANGED_HOOKS: one customer.created / customer.updated event per customer."""
-    for event_type, ids in ((WebhookEventType.CUSTOMER_CREATED, created_ids),
-                            (WebhookEventType.CUSTOMER_UPDATED, updated_ids)):
+def customers_changed_emit(event: CustomersChanged) -> None:
+    """One customer.created / customer.updated event per customer."""
+    for event_type, ids in ((WebhookEventType.CUSTOMER_CREATED, event.created_ids),
+                            (WebhookEventType.CUSTOMER_UPDATED, event.updated_ids)):
         if ids:
             webhook_events_emit_sql(
                 event_type=event_type,
@@ -60,9 +61,10 @@ def customers_changed_emit(created_ids: list[int], updated_ids: list[int]) -> No
 
 
 @_never_raise
-def tag_changed_emit(customer_id: int, tag_code: str, action: str, source: str) -> None:
-    """tagging.services.TAG_CHANGED_HOOKS: customer.tag_added / customer.tag_removed."""
-    event_type = WebhookEventType.CUSTOMER_TAG_ADDED if action == "added" else WebhookEventType.CUSTOMER_TAG_REMOVED
+def tag_changed_emit(event: TagChanged) -> None:
+    """customer.tag_added / customer.tag_removed."""
+    customer_id, tag_code, source = event.customer_id, event.tag_code, event.source
+    event_type = WebhookEventType.CUSTOMER_TAG_ADDED if event.action == "added" else WebhookEventType.CUSTOMER_TAG_REMOVED
     webhook_events_emit_sql(
         event_type=event_type,
         select_sql=f"SELECT jsonb_build_object('customer', jsonb_build_object('external_id', c.external_id, "
@@ -74,8 +76,9 @@ def tag_changed_emit(customer_id: int, tag_code: str, action: str, source: str) 
 
 
 @_never_raise
-def tier_changed_emit(run_id: int) -> None:
-    """tagging.tiers.TIER_CHANGED_HOOKS: one customer.tier_changed per CustomerTierHistory row of the run."""
+def tier_changed_emit(event: TierChanged) -> None:
+    """One customer.tier_changed per CustomerTierHistory row of the run."""
+    run_id = event.run_id
     webhook_events_emit_sql(
         event_type=WebhookEventType.CUSTOMER_TIER_CHANGED,
         select_sql="SELECT jsonb_build_object('customer', jsonb_build_object('external_id', c.external_id, "
@@ -88,9 +91,9 @@ def tier_changed_emit(run_id: int) -> None:
 
 
 @_never_raise
-def task_completed_emit(task: Task) -> None:
-    """customers.services.TASK_COMPLETED_HOOKS: task.completed."""
-    task = Task.objects.select_related("customer__branch", "assignee").get(pk=task.pk)
+def task_completed_emit(event: TaskCompleted) -> None:
+    """task.completed."""
+    task = Task.objects.select_related("customer__branch", "assignee").get(pk=event.task_id)
     webhook_event_emit(
         event_type=WebhookEventType.TASK_COMPLETED,
         payload={
@@ -103,16 +106,9 @@ def task_completed_emit(task: Task) -> None:
     )
 
 
-def emitters_register() -> None:
-    """Idempotent: put each emitter on its hook list once."""
-    from customers import bulk
-    from customers import services as customer_services
-    from tagging import services as tag_services
-    from tagging import tiers
-
-    for hooks, emitter in ((bulk.CUSTOMERS_CHANGED_HOOKS, customers_changed_emit),
-                           (tag_services.TAG_CHANGED_HOOKS, tag_changed_emit),
-                           (tiers.TIER_CHANGED_HOOKS, tier_changed_emit),
-                           (customer_services.TASK_COMPLETED_HOOKS, task_completed_emit)):
-        if emitter not in hooks:
-            hooks.append(emitter)
+def subscriptions() -> None:
+    """Customer, tag, tier and task changes become webhook outbox events."""
+    subscribe(CustomersChanged, customers_changed_emit)
+    subscribe(TagChanged, tag_changed_emit)
+    subscribe(TierChanged, tier_changed_emit)
+    subscribe(TaskCompleted, task_completed_emit)

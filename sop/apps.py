@@ -6,6 +6,6 @@ class SopConfig(AppConfig):
     verbose_name = "SOP 旅程"
 
     def ready(self):
-        from sop.triggers import hooks_register
+        from sop.triggers import subscriptions
 
-        hooks_register()
+        subscriptions()

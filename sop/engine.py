@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.events import StepRunsFinished, emit
 from sop.models import Enrollment, Journey, JourneyVersion, StepRun
 
 logger = logging.getLogger(__name__)
@@ -183,11 +184,6 @@ def _step_runs_write(runs: list[StepRun]) -> None:
         """, params)
 
 
-# Callables (step run ids) run after a batch's finished step runs (done, blocked, dead) commit; the live
-# dashboard registers here. One that raises does not stop the others.
-STEP_RUNS_FINISHED_HOOKS: list = []
-
-
 def _finish(runs: list[StepRun], results: dict, now) -> None:
     """Write every run's outcome and create the next step runs (one bulk statement each)."""
     next_runs, finished_enrollments, updated = [], [], []
@@ -229,8 +225,8 @@ def _finish(runs: list[StepRun], results: dict, now) -> None:
             finished_enrollments.append(run.enrollment_id)
     _step_runs_write(updated)
     finished = [r.pk for r in updated if r.finished_at == now]
-    for hook in STEP_RUNS_FINISHED_HOOKS if finished else ():
-        transaction.on_commit(lambda hook=hook: hook(finished), robust=True)
+    if finished:
+        emit(StepRunsFinished(step_run_ids=tuple(finished)))
     if next_runs:
         StepRun.objects.bulk_create(next_runs, ignore_conflicts=True)  # idempotency key: a retry adds nothing
     if finished_enrollments:

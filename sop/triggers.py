@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.events import TagChanged, TierChanged, WecomContactAdded, subscribe
 from sop.engine import enroll_customer, enroll_queryset
 from sop.models import Journey, JourneyVersion
 
@@ -50,9 +51,11 @@ def live_versions(trigger_type: str, match=None):
 
 # --- event hooks ---------------------------------------------------------------------------
 
-def on_tag_changed(customer_id: int, tag_code: str, action: str, source: str) -> None:
-    if action != "added":
+def on_tag_changed(event: TagChanged) -> None:
+    """Journeys triggered by a tag (and churn-risk journeys by the churn_risk tag) enroll its new holder."""
+    if event.action != "added":
         return
+    customer_id, tag_code = event.customer_id, event.tag_code
     now = timezone.now()
     versions = [*live_versions("tag_added", lambda t: t.get("tag") == tag_code),
                 *(live_versions("churn_risk") if tag_code == CHURN_TAG else [])]
@@ -61,9 +64,11 @@ def on_tag_changed(customer_id: int, tag_code: str, action: str, source: str) ->
                         trigger_key=f"tag:{tag_code}:{now:%Y%m%d%H%M%S}")
 
 
-def on_tier_changed(run_id: int) -> None:
+def on_tier_changed(event: TierChanged) -> None:
+    """Journeys triggered by a tier change (optionally to given tiers) enroll the run's movers."""
     from customers.models import Customer
 
+    run_id = event.run_id
     for version in live_versions("tier_changed"):
         to = version.definition["trigger"].get("to")
         changes = Q(tier_history__run_id=run_id) & (Q(tier_history__to_code__in=to) if to else Q())
@@ -71,12 +76,20 @@ def on_tier_changed(run_id: int) -> None:
                         trigger_key=f"tier_run:{run_id}")
 
 
-def on_wecom_contact_added(customer, contact, contact_way) -> None:
-    for version in live_versions("wecom_contact_added"):
+def on_wecom_contact_added(event: WecomContactAdded) -> None:
+    """Journeys triggered by a WeCom add (optionally through one contact way) enroll the client."""
+    from integrations.wecom.models import ContactWay, ExternalContact
+
+    versions = live_versions("wecom_contact_added")
+    if not versions:
+        return
+    contact = ExternalContact.objects.get(pk=event.contact_id)
+    contact_way = ContactWay.objects.filter(pk=event.contact_way_id).first() if event.contact_way_id else None
+    for version in versions:
         wanted = version.definition["trigger"].get("contact_way")
         if wanted and (contact_way is None or str(wanted) not in (str(contact_way.pk), contact_way.state)):
             continue
-        enroll_customer(journey=version.journey, customer_id=customer.pk,
+        enroll_customer(journey=version.journey, customer_id=event.customer_id,
                         trigger_key=f"wecom_add:{contact.external_userid}")
 
 
@@ -173,20 +186,11 @@ def _schedules(now) -> dict:
     return done
 
 
-def hooks_register() -> None:
+def subscriptions() -> None:
+    """Live journeys follow tags, tiers and WeCom adds; segments' bulk action "加入旅程" enrolls."""
     from segments.actions import register_action_handler
-    from tagging import services as tag_services
-    from tagging import tiers
 
-    if on_tag_changed not in tag_services.TAG_CHANGED_HOOKS:
-        tag_services.TAG_CHANGED_HOOKS.append(on_tag_changed)
-    if on_tier_changed not in tiers.TIER_CHANGED_HOOKS:
-        tiers.TIER_CHANGED_HOOKS.append(on_tier_changed)
+    subscribe(TagChanged, on_tag_changed)
+    subscribe(TierChanged, on_tier_changed)
+    subscribe(WecomContactAdded, on_wecom_contact_added)
     register_action_handler("sop_enroll", on_segment_action, validate=segment_action_enroll_validate)
-    try:
-        from integrations.wecom import events as wecom_events
-    except ImportError:  # the WeCom callback area is not there yet
-        return
-    hooks = getattr(wecom_events, "CONTACT_ADDED_HOOKS", None)
-    if hooks is not None and on_wecom_contact_added not in hooks:
-        hooks.append(on_wecom_contact_added)

@@ -6,9 +6,12 @@ class TaggingConfig(AppConfig):
     verbose_name = "标签"
 
     def ready(self):
-        from customers import services as customer_services
+        from core.events import NoteCreated, subscribe
         from tagging.conversation import note_created_scan
 
         # conversation tags: every saved note is scanned into tag suggestions (after commit)
-        if note_created_scan not in customer_services.NOTE_CREATED_HOOKS:
-            customer_services.NOTE_CREATED_HOOKS.append(note_created_scan)
+        subscribe(NoteCreated, note_created_scan)
+        # rule tags and tiers follow new trades and events
+        from tagging.subscribers import subscriptions
+
+        subscriptions()

@@ -615,8 +615,13 @@ def suggestion_get_for_user(*, user, suggestion_id: int) -> TagSuggestion:
                              pk=suggestion_id)
 
 
-def note_created_scan(note) -> None:
-    """NOTE_CREATED_HOOKS entry: a saved note becomes suggestions. Runs after commit; never fails the note."""
+def note_created_scan(event) -> None:
+    """core.events.NoteCreated: a saved note becomes suggestions. Runs after commit; never fails the note."""
+    from customers.models import Note
+
+    note = Note.objects.select_related("customer").filter(pk=event.note_id).first()
+    if note is None:
+        return
     try:
         suggestions_create_for_text(customer=note.customer, text=note.body,
                                     source_type=TagSuggestion.SourceType.NOTE, source_id=note.pk)

@@ -15,7 +15,7 @@ from tagging.models import Tag, TagRule, TagSource
 
 
 def _tags_changed(*, tag: Tag, added: list[int], removed: list[int], source: str) -> None:
-    """Tell TAG_CHANGED_HOOKS (webhooks) about each change, as the single-customer service does."""
+    """Emit core.events.TagChanged for each change, as the single-customer service does."""
     from tagging.services import tag_changed_notify
 
     for customer_id in added:

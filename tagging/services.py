@@ -7,19 +7,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.events import TagChanged, emit
 from core.models import User
 from tagging.models import CustomerTag, CustomerTagHistory, Tag, TagSource
 
 History = CustomerTagHistory.Action
 
-# Callables (customer_id, tag_code, action, source) run after commit for each tag added or removed
-# ("added"/"removed"); webhooks register here (integration issue). One that raises does not stop the others.
-TAG_CHANGED_HOOKS: list = []
-
-
 def tag_changed_notify(*, customer_id: int, tag_code: str, action: str, source: str) -> None:
-    for hook in TAG_CHANGED_HOOKS:
-        transaction.on_commit(lambda hook=hook: hook(customer_id, tag_code, action, source), robust=True)
+    emit(TagChanged(customer_id=customer_id, tag_code=tag_code, action=action, source=source))
 
 
 def _actor(actor) -> tuple[User | None, str]:

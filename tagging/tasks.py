@@ -49,3 +49,16 @@ def tags_expire_task(self) -> int:
     from tagging.rule_tags import tags_expire
 
     return tags_expire()
+
+
+@shared_task(name="tagging.tier_incremental", bind=True, acks_late=True, max_retries=8)
+def tier_incremental(self, customer_ids: list[int]) -> int | None:
+    """Reclassify the customers whose trades just arrived (API or CRM sync); while a full run holds the
+    lock, retry later (the full run may not have seen the new trades)."""
+    from tagging.tiers import TierRunBusyError, tier_run_incremental
+
+    try:
+        run = tier_run_incremental(customer_ids=customer_ids, source="trades")
+    except TierRunBusyError as exc:
+        raise self.retry(exc=exc, countdown=min(600, 30 * 2 ** self.request.retries)) from exc
+    return run.pk if run else None

@@ -21,15 +21,15 @@ a full run (they raise TierRunBusyError too), and serialise among themselves on 
 Writes are versioned: a CustomerTier row is rewritten only when its code, R, F or M differs
 (``as_of`` then says when they were last recomputed with a change, ``run`` and ``changed_at`` when
 the code last changed), so a rerun on the same data writes nothing. Every tier change writes one
-CustomerTierHistory row in the same statement, and after commit each callable in
-TIER_CHANGED_HOOKS is called with the run's id.
+CustomerTierHistory row in the same statement, and core.events.TierChanged(run_id) is emitted (its
+subscribers run after commit).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -44,6 +44,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.events import TierChanged, emit
 from core.models import Role
 from core.scoping import scope_for
 from core.services import audit_record
@@ -65,10 +66,6 @@ TIER_RUN_ROLES = frozenset({Role.OPERATOR, Role.HQ_MANAGER, Role.ADMIN})
 TIER_STRATEGY_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 STRATEGY_FIELDS = ("channels", "cadence", "products", "activities", "suggested_sop")
 FORBIDDEN_PROMISES = ("保本", "稳赚", "无风险", "保证收益", "零风险", "包赚")
-
-# Callables taking a TierRun id, invoked after the run's transaction commits when it changed a tier.
-TIER_CHANGED_HOOKS: list[Callable[[int], None]] = []
-
 
 class TierError(StrEnum):
     RUN_IN_PROGRESS = "tier_run_in_progress"
@@ -251,13 +248,7 @@ def _run_statement(*, run: TierRun, scheme_id: int, thresholds: str, customer_id
 
 
 def _emit_tier_changed(run_id: int) -> None:
-    """Each hook runs after commit, on its own: one that raises is logged and the others still run."""
-    for hook in list(TIER_CHANGED_HOOKS):
-        def call(hook=hook):
-            hook(run_id)
-
-        call.__qualname__ = f"TIER_CHANGED_HOOKS[{getattr(hook, '__qualname__', repr(hook))}]"
-        transaction.on_commit(call, robust=True)
+    emit(TierChanged(run_id=run_id))
 
 
 def _try_lock(sql: str, key: int) -> bool:

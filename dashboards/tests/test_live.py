@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from core.events import TagChanged
 from customers.models import Customer
 from customers.tests.factories import CustomerFactory, ProductFactory, TaskFactory, TradeFactory
 from dashboards import live
@@ -108,16 +109,17 @@ def test_every_kpi_counts_live_and_matches_the_database(counters, world, api, ad
 
 def _wecom_contact_added(customer):
     """What integrations.wecom.events.contact_added leaves behind, then its hooks after commit."""
-    from integrations.wecom import events
     from integrations.wecom.models import ContactFollow, ExternalContact
 
     contact = ExternalContact.objects.create(external_userid=f"wm-{customer.pk}", customer=customer,
                                              match_status=ExternalContact.Match.MATCHED)
     ContactFollow.objects.create(contact=contact, userid="advisor", added_at=timezone.now())
-    assert live.on_contact_added in events.CONTACT_ADDED_HOOKS
-    for hook in events.CONTACT_ADDED_HOOKS:
-        if hook is live.on_contact_added:
-            hook(customer, contact, None)
+    from core.events import WecomContactAdded, registry
+
+    assert "dashboards.live.on_contact_added" in next(r for r in registry() if r["event"] == "WecomContactAdded")[
+        "subscribers"]
+    live.on_contact_added(WecomContactAdded(customer_id=customer.pk, contact_id=contact.pk, contact_way_id=None,
+                                            userid="advisor", at=timezone.now()))
 
 
 def test_sop_step_runs_count_as_sent_and_blocked(counters, provider, sop_kit, client_of, advisor,  # noqa: F811
@@ -231,8 +233,9 @@ def test_current_state_tiles_tiers_and_opportunities(counters, world, advisor):
 
     with transaction.atomic():
         customer_tag_add(customer=world["mine"], tag=margin, source="manual", actor="test", evidence="想开两融")
-    # TAG_CHANGED_HOOKS run after commit; in a test transaction call the hook as commit would
-    live.on_tag_changed(world["mine"].pk, "margin_intent", "added", "manual")
+    # subscribers run after commit; in a test transaction call it as commit would
+    live.on_tag_changed(TagChanged(customer_id=world["mine"].pk, tag_code="margin_intent", action="added",
+                                   source="manual"))
     assert live.opportunities_snapshot(scope_key=f"a{advisor.pk}") == 1
     assert live.opportunities_snapshot(scope_key=f"b{world['shanghai'].branch_id}") == 0
     note_create(author=advisor, customer=world["mine"], body="已电话联系，约下周面谈")

@@ -28,7 +28,7 @@ def _trade(i, customer="BJ-1", **extra):
 def test_trades_bulk_is_idempotent_and_counts_exactly(api, world, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
     monkeypatch.setattr("tagging.tasks.tag_rules_apply_all_task.delay", lambda **kw: queued.append(("rules", kw)))
-    monkeypatch.setattr("integrations.tasks.tier_incremental.delay", lambda **kw: queued.append(("tier", kw)))
+    monkeypatch.setattr("tagging.tasks.tier_incremental.delay", lambda **kw: queued.append(("tier", kw)))
     rows = [_trade(i) for i in range(3)] + [_trade(3, amount=12.5)]
     with django_capture_on_commit_callbacks(execute=True):
         first = api.post("/api/v1/trades/bulk/", {"trades": rows})
@@ -86,7 +86,7 @@ def test_trades_over_10000_rows_is_413(api, world):
 def test_events_bulk(api, world, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
     monkeypatch.setattr("tagging.tasks.tag_rules_apply_all_task.delay", lambda **kw: queued.append(kw))
-    monkeypatch.setattr("integrations.tasks.tier_incremental.delay", lambda **kw: pytest.fail("no tiers for events"))
+    monkeypatch.setattr("tagging.tasks.tier_incremental.delay", lambda **kw: pytest.fail("no tiers for events"))
     at = timezone.now().isoformat()
     rows = [{"event_id": "E1", "customer": "BJ-1", "type": "app_login", "occurred_at": at},
             {"event_id": "E2", "customer": "BJ-1", "type": "product_view", "occurred_at": at,

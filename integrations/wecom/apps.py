@@ -7,7 +7,7 @@ class WecomConfig(AppConfig):
     verbose_name = "企业微信"
 
     def ready(self):
-        from integrations.wecom.webhook_events import webhook_hooks_register
+        from integrations.wecom.webhook_events import subscriptions
 
         # the wecom.contact_added webhook (SOP registers its journeys in sop.apps); synced tags changed by hand → WeCom
-        webhook_hooks_register()
+        subscriptions()

@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 
 from core.crypto import blind_index, encrypt, mask_mobile
 from core.errors import ApplicationError
+from core.events import CustomersChanged, emit
 from core.models import User
 from core.services import audit_record
 from core.validators import MOBILE_RE, normalize_mobile
@@ -188,11 +189,7 @@ def _prospect_create(contact: ExternalContact, *, advisor: User | None) -> Custo
         mobile_encrypted=encrypt(mobile) if mobile else "", mobile_hash=blind_index(mobile) if mobile else "",
         mobile_masked=mask_mobile(mobile) if mobile else "",
     )
-    from customers import bulk
-
-    created_id = customer.pk
-    for hook in bulk.CUSTOMERS_CHANGED_HOOKS:  # customer.created webhooks, like every other way in
-        transaction.on_commit(lambda hook=hook: hook([created_id], []), robust=True)
+    emit(CustomersChanged(created_ids=(customer.pk,)))  # customer.created webhooks, like every other way in
     return customer
 
 

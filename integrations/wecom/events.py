@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.events import WecomContactAdded, emit
 from core.models import User
 from customers.models import Customer, Touch
 from customers.services import customer_touch_contact
@@ -32,7 +33,6 @@ Status = CallbackEvent.Status
 # contact.added_userid / contact.added_at tell who was added and when. An add whose contact matched no
 # customer is announced once, when the contact gets one (contact_pending_add_release).
 # The SOP area and the wecom.contact_added webhook register here. One that raises does not stop the others.
-CONTACT_ADDED_HOOKS: list[Callable] = []
 
 CONTACT_DELETE_CHANGES = ("del_external_contact", "del_follow_user")
 # WeCom errcodes meaning "this external contact / group is gone", so there is nothing to fetch any more
@@ -140,16 +140,16 @@ def _welcome(event: CallbackEvent, contact_way: ContactWay, customer: Customer |
 def contact_added_announce(*, customer: Customer, contact: ExternalContact, contact_way: ContactWay | None,
                            userid: str, at: datetime, change_type: str = "add_external_contact") -> None:
     """What every add of a client who is a customer does: a Touch (企业微信, 收到, source ``wecom_add``), the
-    customer's last contact, and the CONTACT_ADDED_HOOKS after commit (SOP journeys, the wecom.contact_added
-    webhook). The hooks see ``contact.added_userid`` and ``contact.added_at``."""
+    customer's last contact, and core.events.WecomContactAdded after commit (SOP journeys, the wecom.contact_added
+    webhook)."""
     how = f"通过渠道活码「{contact_way.name}」" if contact_way else ""
     half = "（待投顾通过）" if change_type == "add_half_external_contact" else ""
     Touch.objects.create(customer=customer, channel=Touch.Channel.WECOM, direction=Touch.Direction.IN,
                          content=f"客户{how}添加了企业微信{half}", staff=_staff(userid), source="wecom_add", occurred_at=at)
     customer_touch_contact(customer_ids=[customer.pk], at=at)
     contact.added_userid, contact.added_at = userid, at
-    for hook in CONTACT_ADDED_HOOKS:
-        transaction.on_commit(lambda hook=hook: hook(customer, contact, contact_way), robust=True)
+    emit(WecomContactAdded(customer_id=customer.pk, contact_id=contact.pk,
+                           contact_way_id=contact_way.pk if contact_way else None, userid=userid, at=at))
 
 
 def contact_pending_add_release(contact: ExternalContact) -> bool:

@@ -34,7 +34,7 @@ class ExternalContact(models.Model):
                                     help_text=_("unionid / mobile / remark / manual / created"))
     deleted_at = models.DateTimeField(_("已删除"), null=True, blank=True)
     # an add_external_contact received while no customer matched ({at, userid, change_type, contact_way});
-    # announced (Touch, CONTACT_ADDED_HOOKS) when the contact gets its customer, then emptied: once only
+    # announced (Touch, core.events.WecomContactAdded) when the contact gets its customer, then emptied: once only
     pending_add = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())

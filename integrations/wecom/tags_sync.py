@@ -284,10 +284,11 @@ def synced_tag_codes_forget() -> None:
     cache.delete(SYNCED_CODES_KEY)
 
 
-def customer_tag_changed_push(customer_id: int, tag_code: str, action: str, source: str) -> None:
-    """tagging.services.TAG_CHANGED_HOOKS (after commit): a synced tag added or removed on one customer by hand,
-    the API or a conversation reaches WeCom in seconds (task ``wecom.contact_tags_push``) instead of at the next
-    sync. Changes that came from WeCom, and rule runs, are not pushed here."""
+def customer_tag_changed_push(event) -> None:
+    """core.events.TagChanged (after commit): a synced tag added or removed on one customer by hand, the API or a
+    conversation reaches WeCom in seconds (task ``wecom.contact_tags_push``) instead of at the next sync. Changes
+    that came from WeCom, and rule runs, are not pushed here."""
+    customer_id, tag_code, source = event.customer_id, event.tag_code, event.source
     if source not in PUSHED_AT_ONCE or tag_code not in synced_tag_codes():
         return
     if not ExternalContact.objects.filter(customer_id=customer_id, deleted_at=None).exists():

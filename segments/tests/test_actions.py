@@ -36,15 +36,11 @@ def run(actor, segment, kind, params):
 
 @pytest.mark.django_db
 def test_tag_add_and_remove_reach_only_the_actors_scope(world, branch_manager, django_capture_on_commit_callbacks):
-    from tagging.services import TAG_CHANGED_HOOKS
+    from core.events import TagChanged, listening
 
-    heard = []
-    TAG_CHANGED_HOOKS.append(lambda *args: heard.append(args))
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            added = run(branch_manager, world["segment"], "tag_add", {"tag": "margin_intent"})
-    finally:
-        TAG_CHANGED_HOOKS.pop()
+    with listening(TagChanged) as events, django_capture_on_commit_callbacks(execute=True):
+        added = run(branch_manager, world["segment"], "tag_add", {"tag": "margin_intent"})
+    heard = [(e.customer_id, e.tag_code, e.action, e.source) for e in events]
     assert added.status == "done", added.error
     assert added.affected == 2 and added.result["members"] == 2
     tagged = set(CustomerTag.objects.filter(tag__code="margin_intent").values_list("customer_id", flat=True))

@@ -7,12 +7,11 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.models import AuditLog
-from customers.services import NOTE_CREATED_HOOKS, note_create
+from customers.services import note_create
 from customers.tests.factories import CustomerFactory
 from tagging.conversation import (
     RuleSpec,
     conversation_scan,
-    note_created_scan,
     suggestion_confirm,
     suggestion_reject,
     suggestions_create_for_text,
@@ -217,7 +216,10 @@ def test_a_tag_the_customer_has_is_not_suggested(customer):
 
 @pytest.mark.django_db
 def test_saving_a_note_creates_suggestions(customer, advisor, django_capture_on_commit_callbacks):
-    assert note_created_scan in NOTE_CREATED_HOOKS
+    from core.events import registry
+
+    assert "tagging.conversation.note_created_scan" in next(r for r in registry() if r["event"] == "NoteCreated")[
+        "subscribers"]
     with django_capture_on_commit_callbacks(execute=True):
         note = note_create(author=advisor, customer=customer, body="客户说想了解一下两融怎么开通，不想买基金")
     suggestion = TagSuggestion.objects.get(customer=customer)

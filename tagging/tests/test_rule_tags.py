@@ -71,10 +71,14 @@ def test_bulk_set_respects_exclusive_groups_and_expiry_moves_to_history(advisor)
 
 
 def test_bulk_and_rule_tagging_notify_the_tag_hooks_like_single_tagging(advisor, django_capture_on_commit_callbacks):
-    from tagging import services
+    from core.events import TagChanged, subscribe, unsubscribe
 
     seen = []
-    services.TAG_CHANGED_HOOKS.append(lambda *args: seen.append(args))
+
+    def hear(event):
+        seen.append((event.customer_id, event.tag_code, event.action, event.source))
+
+    subscribe(TagChanged, hear)
     try:
         a, b = CustomerFactory(advisor=advisor), CustomerFactory(advisor=advisor)
         with django_capture_on_commit_callbacks(execute=True):
@@ -88,4 +92,4 @@ def test_bulk_and_rule_tagging_notify_the_tag_hooks_like_single_tagging(advisor,
             tag_rule_apply(tag_rule=rule)
         assert seen == [(a.pk, "fund_interest", "added", "rule")]
     finally:
-        services.TAG_CHANGED_HOOKS.pop()
+        unsubscribe(TagChanged, hear)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from conftest import database_url
 from core.errors import ApplicationError
+from core.events import TierChanged, listening
 from core.models import Branch
 from customers.models import Customer, Product, Trade
 from customers.tests.factories import CustomerFactory, TradeFactory
@@ -320,15 +321,12 @@ def test_history_rows_and_hooks_only_for_real_changes(scheme, stock, django_capt
     tiers.tier_run_compute(as_of=AS_OF)
     before = stored(ids)
     TradeFactory(customer_id=ids[2], traded_at=local(AS_OF), amount=Decimal("900.00"))  # R 20 → 0, F and M up
-    calls = []
-    tiers.TIER_CHANGED_HOOKS.append(calls.append)
-    try:
+    with listening(TierChanged) as heard:
         with django_capture_on_commit_callbacks(execute=True):
             second = tiers.tier_run_compute(as_of=AS_OF)
         with django_capture_on_commit_callbacks(execute=True):
             third = tiers.tier_run_compute(as_of=AS_OF)
-    finally:
-        tiers.TIER_CHANGED_HOOKS.remove(calls.append)
+    calls = [e.run_id for e in heard]
     after = stored(ids)
     changed = {cid for cid in ids if before[cid][0] != after[cid][0]}
     assert ids[2] in changed and after[ids[2]][0] == "important_value"
@@ -339,20 +337,21 @@ def test_history_rows_and_hooks_only_for_real_changes(scheme, stock, django_capt
     assert CustomerTier.objects.get(customer_id=ids[2]).run_id == second.pk
 
 
-def test_a_failing_hook_does_not_stop_the_others(scheme, stock, django_capture_on_commit_callbacks):
-    make_world(stock, [[(local(AS_OF), 100, "buy")]])
-    calls = []
+def test_a_failing_subscriber_does_not_stop_the_others(scheme, stock, django_capture_on_commit_callbacks):
+    from core.events import subscribe, unsubscribe
 
-    def broken(run_id):
+    make_world(stock, [[(local(AS_OF), 100, "buy")]])
+
+    def broken(event):
         raise RuntimeError("webhook down")
 
-    tiers.TIER_CHANGED_HOOKS.extend([broken, calls.append])
+    subscribe(TierChanged, broken)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
+        with listening(TierChanged) as heard, django_capture_on_commit_callbacks(execute=True):
             run = tiers.tier_run_compute(as_of=AS_OF)
     finally:
-        del tiers.TIER_CHANGED_HOOKS[-2:]
-    assert calls == [run.pk]
+        unsubscribe(TierChanged, broken)
+    assert [e.run_id for e in heard] == [run.pk]
 
 
 # --- the advisory lock -------------------------------------------------------------------------
@@ -437,13 +436,9 @@ def test_incremental_reclassifies_only_the_given_customers(scheme, stock, django
     before = stored(ids)
     for cid in (ids[3], ids[4]):  # both get a big trade today; only ids[3] is passed in
         TradeFactory(customer_id=cid, traded_at=local(AS_OF), amount=Decimal("5000.00"))
-    calls = []
-    tiers.TIER_CHANGED_HOOKS.append(calls.append)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            run = tiers.tier_run_incremental(customer_ids=[ids[3], ids[3]], as_of=AS_OF)
-    finally:
-        tiers.TIER_CHANGED_HOOKS.remove(calls.append)
+    with listening(TierChanged) as heard, django_capture_on_commit_callbacks(execute=True):
+        run = tiers.tier_run_incremental(customer_ids=[ids[3], ids[3]], as_of=AS_OF)
+    calls = [e.run_id for e in heard]
     after = stored(ids)
     assert after[ids[3]] == ("important_value", 0, 2, 510000)
     assert after[ids[4]] == before[ids[4]] == ("no_trade", None, 0, 0)

@@ -6,7 +6,6 @@ import pytest
 from core.models import AuditLog
 from customers.models import Customer, Touch
 from customers.tests.factories import CustomerFactory
-from integrations.wecom import events
 from integrations.wecom.models import CallbackEvent, ContactWay, ExternalContact
 from integrations.wecom.tests.test_callback import process_now
 from tagging.models import CustomerTag, Tag
@@ -112,15 +111,14 @@ def test_a_client_who_adds_through_the_qr_is_attributed_tagged_welcomed_and_anno
     client.force_login(operator)
     client.post(NEW, _form(wecom_advisor))
     way = ContactWay.objects.get()
-    calls = []
-    events.CONTACT_ADDED_HOOKS.append(lambda customer, contact, contact_way: calls.append(
-        (customer.pk, contact.external_userid, contact_way.pk if contact_way else None)))
-    try:
+    from core.events import WecomContactAdded, listening
+
+    with listening(WecomContactAdded) as heard:
         added = sb.admin("contacts", {"userid": "wx_advisor_bj", "state": way.state, "name": "扫码新客"})
         assert added["callback"]["status"] == 200 and added["callback"]["response"] == "success"
         event = process_now(CallbackEvent.objects.get(change_type="add_external_contact"))
-    finally:
-        events.CONTACT_ADDED_HOOKS.pop()
+    calls = [(e.customer_id, ExternalContact.objects.get(pk=e.contact_id).external_userid, e.contact_way_id)
+             for e in heard]
     assert event.status == "done", event.error
     assert event.payload["State"] == way.state
 
