@@ -1,4 +1,4 @@
-"""Customer file import (CSV/XLSX) on top of ``customers.bulk.customer_bulk_upsert``.
+"""Customer file import (CSV/XLSX) on top of ``customers.ingest.customer_bulk_upsert``.
 
 A file is read as a stream in chunks of ``CHUNK_SIZE`` rows, so memory stays flat for a
 million-row file. Each chunk is one transaction: its valid rows are upserted, its errors are
@@ -87,7 +87,7 @@ from core.errors import ApplicationError
 from core.exports import csv_write
 from core.models import Role
 from core.validators import normalize_id_number, normalize_mobile
-from customers.bulk import FIELDS, REQUIRED_FIELDS, customer_bulk_upsert
+from customers.ingest import FIELDS, REQUIRED_FIELDS, customer_bulk_upsert
 from customers.models import ImportJob, ImportJobError
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from core.errors import ApplicationError
 from core.exports import export_response, file_response
 from customers import imports
-from customers.bulk import FIELDS
+from customers.ingest import FIELDS
 from customers.models import ImportJob
 
 ERRORS_SHOWN = 20

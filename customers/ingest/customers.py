@@ -31,9 +31,10 @@ from decimal import Decimal
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from psycopg2.extras import execute_values
 
 from core import crypto
+from core.db import values_insert
+from core.events import CustomersChanged, emit
 from core.models import Branch, User
 from core.validators import (
     UNSTORABLE_MESSAGE,
@@ -425,12 +426,8 @@ def _stage_tuple(row: dict) -> tuple:
 def _stage(cursor, rows: list[dict]) -> None:
     cursor.execute(_STAGE_DDL)
     cursor.execute(f"TRUNCATE {_STAGE}")
-    execute_values(
-        cursor.cursor,  # the psycopg2 cursor under Django's wrapper
-        f"INSERT INTO {_STAGE} (external_id, {', '.join(_COLUMN_NAMES)}) VALUES %s",
-        [_stage_tuple(r) for r in rows],
-        page_size=len(rows),  # one multi-row INSERT
-    )
+    values_insert(cursor, f"INSERT INTO {_STAGE} (external_id, {', '.join(_COLUMN_NAMES)}) VALUES %s",
+                  [_stage_tuple(r) for r in rows])
 
 
 def retryable(exc: OperationalError) -> bool:
@@ -456,8 +453,7 @@ def _write(valid: list[dict], *, dry_run: bool, branch_id: int | None) -> tuple[
             created_ids, updated_ids = _upsert(cursor, branch_id)
             created, updated = len(created_ids), len(updated_ids)
             if created_ids or updated_ids:
-                for hook in CUSTOMERS_CHANGED_HOOKS:
-                    transaction.on_commit(lambda hook=hook: hook(created_ids, updated_ids), robust=True)
+                emit(CustomersChanged(created_ids=tuple(created_ids), updated_ids=tuple(updated_ids)))
         cursor.execute(f"TRUNCATE {_STAGE}")  # personal data (encrypted) does not outlive the call
     return valid, refused, created, updated
 
@@ -551,11 +547,6 @@ def _would_change(cursor) -> tuple[int, int]:
     )
     created, updated = cursor.fetchone()
     return created, updated
-
-
-# Callables (created_ids, updated_ids) run after a batch that created or changed customers commits;
-# webhooks register here (integration issue). One that raises does not stop the others.
-CUSTOMERS_CHANGED_HOOKS: list = []
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from core.crypto import blind_index, decrypt
 from core.models import AuditLog
 from core.validators import id_number_check_digit
-from customers.bulk import customer_bulk_upsert, customer_rows_validate
+from customers.ingest import customer_bulk_upsert, customer_rows_validate
 from customers.models import Customer
 
 pytestmark = pytest.mark.django_db

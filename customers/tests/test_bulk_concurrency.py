@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.db import OperationalError
 
-from customers import bulk
+from customers.ingest import customers as bulk
 from customers.models import Customer
 from integrations.tests.api_support import branches, make_api_client  # noqa: F401
 

@@ -1,5 +1,5 @@
 """Output (and small input) serializers shared by the /api/v1 views. Bulk rows are validated as plain
-dicts by the services (customers/bulk.py, integrations/ingest.py); the row serializers here only
+dicts by the ingest pipeline (customers/ingest/); the row serializers here only
 document their shape in the OpenAPI schema."""
 
 from rest_framework import serializers

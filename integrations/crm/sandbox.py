@@ -12,7 +12,7 @@ API (every request needs ``Authorization: Bearer <token>``, the token being ``--
     mid-pass moves behind the cursor and is seen later: pages never skip or repeat a record.
     Each record has ``id`` and ``updated_at`` (ISO 8601, UTC, microseconds) plus:
 
-    * customers: the field names of customers/bulk.py (``external_id`` = ``id``, ``name``, ``mobile``,
+    * customers: the field names of customers/ingest/customers.py (``external_id`` = ``id``, ``name``, ``mobile``,
       ``gender``, ``birth_date``, ``branch`` (BJ01/SH01/SZ01/HZ01), ``advisor`` (employee code of the
       demo advisors), ``risk_level``, ``risk_assessed_at``, ``opened_at``, ``channel``, ``total_assets``,
       ``funnel_stage``, ``region``, ``occupation``, ``lifecycle_stage``)

@@ -14,8 +14,10 @@ Guarantees, per resource (CrmSyncState):
   and a sync with nothing new changes nothing.
 * One sync at a time (a PostgreSQL advisory lock); a second one returns None at once.
 
-Invalid records (unknown branch, advisor, product, bad enum …) are skipped and listed in the run's
-``errors``; they do not stop the pass. HTTP failures stop the run (status failed, ``error``).
+Every page is written through the one ingest pipeline (customers.ingest) — the same validation, scope guard,
+upserts and domain events as the REST API — so trades that arrive here move the live dashboard and re-tier their
+customers like any other. Invalid records (unknown branch, advisor, product, bad enum …) are skipped and listed in
+the run's ``errors``; they do not stop the pass. HTTP failures stop the run (status failed, ``error``).
 """
 
 from __future__ import annotations
@@ -23,18 +25,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from psycopg2.extras import execute_values
 
 from core.services import audit_record
-from customers.bulk import FIELDS as CUSTOMER_FIELDS
-from customers.bulk import customer_bulk_upsert
-from customers.models import Customer, Product, ProductRisk, Trade
+from customers import ingest
 from integrations.crm.client import CrmClient, CrmError
 from integrations.models import CrmSyncRun, CrmSyncState
 from integrations.sync_lock import sync_lock
@@ -53,87 +51,40 @@ def _updated_at(record: dict) -> datetime | None:
     return moment
 
 
-# --- upserting one page ------------------------------------------------------------------------
+# --- upserting one page: through the one ingest pipeline (customers.ingest), like the REST API --------------
 
-def _counts(valid: int, flags: list[bool], invalid: int) -> dict:
-    created = sum(1 for f in flags if f)
-    return {"created": created, "updated": len(flags) - created, "unchanged": valid - len(flags), "invalid": invalid}
+PRODUCT_KEYS = ("code", "name", "type", "risk_level")
+TRADE_KEYS = ("external_id", "customer", "product", "traded_at", "side", "amount")
+
+
+def _page_errors(resource: str, result: dict, records: list[dict], id_of) -> list[dict]:
+    return [{"resource": resource, "id": id_of(records[e["index"]]), "field": e["field"], "message": e["message"]}
+            for e in result["errors"]]
+
+
+def _counts(result: dict) -> dict:
+    return {"created": result["created"], "updated": result["updated"], "unchanged": result["unchanged"],
+            "invalid": len({e["index"] for e in result["errors"]})}
 
 
 def _products_upsert(records: list[dict]) -> tuple[dict, list[dict]]:
-    errors, rows = [], []
-    for r in records:
-        code, name, kind, risk = (str(r.get(k) or "").strip() for k in ("code", "name", "type", "risk_level"))
-        if not code or not name or not kind or risk not in ProductRisk.values or len(code) > 32:
-            errors.append({"resource": "products", "id": r.get("id"), "message": "产品代码、名称、类型或风险等级无效"})
-            continue
-        rows.append((code, name[:100], kind[:30], risk))
-    flags: list[bool] = []
-    if rows:
-        table = Product._meta.db_table
-        with connection.cursor() as cursor:
-            flags = [created for (created,) in execute_values(
-                cursor.cursor,
-                f"INSERT INTO {table} AS t (code, name, type, risk_level) VALUES %s "
-                "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type, "
-                "risk_level = EXCLUDED.risk_level "
-                "WHERE (t.name, t.type, t.risk_level) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.type, EXCLUDED.risk_level) "
-                "RETURNING (xmax = 0)",
-                sorted(rows), page_size=len(rows), fetch=True)]
-    return _counts(len(rows), flags, len(errors)), errors
+    rows = [{k: r.get(k) for k in PRODUCT_KEYS} for r in records]
+    result = ingest.products_upsert(rows=rows, actor_label=ACTOR_LABEL, audit=False)
+    return _counts(result), _page_errors("products", result, records, lambda r: r.get("code") or r.get("id"))
 
 
 def _customers_upsert(records: list[dict]) -> tuple[dict, list[dict]]:
-    rows = [{k: v for k, v in r.items() if k in CUSTOMER_FIELDS} for r in records]
-    result = customer_bulk_upsert(actor_label=ACTOR_LABEL, rows=rows, audit=False)
+    rows = [{k: v for k, v in r.items() if k in ingest.FIELDS} for r in records]
+    result = ingest.customer_bulk_upsert(actor_label=ACTOR_LABEL, rows=rows, audit=False)
     errors = [{"resource": "customers", "id": e["external_id"], "field": e["field"], "message": e["message"]}
               for e in result["errors"]]
     return {k: result[k] for k in ("created", "updated", "unchanged", "invalid")}, errors
 
 
 def _trades_upsert(records: list[dict]) -> tuple[dict, list[dict]]:
-    errors, rows = [], []
-    for r in records:
-        external_id = str(r.get("external_id") or r.get("id") or "").strip()
-        traded_at = parse_datetime(str(r.get("traded_at") or ""))
-        try:
-            amount = Decimal(str(r.get("amount"))).quantize(Decimal("0.01"))
-        except (InvalidOperation, ValueError):
-            amount = None
-        if (not external_id or len(external_id) > 64 or traded_at is None or r.get("side") not in Trade.Side.values
-                or amount is None or not amount.is_finite() or amount <= 0):
-            errors.append({"resource": "trades", "id": r.get("id"), "message": "交易号、时间、方向或金额无效"})
-            continue
-        rows.append((external_id, str(r.get("customer") or ""), str(r.get("product") or ""), traded_at, r["side"],
-                     amount))
-    flags: list[bool] = []
-    if rows:
-        trade, customer, product = Trade._meta.db_table, Customer._meta.db_table, Product._meta.db_table
-        with connection.cursor() as cursor:
-            result = execute_values(
-                cursor.cursor,
-                f"WITH v (external_id, customer, product, traded_at, side, amount) AS (VALUES %s), "
-                f"upserted AS (INSERT INTO {trade} AS t (external_id, customer_id, product_id, traded_at, side, amount) "
-                f"SELECT v.external_id, c.id, p.id, v.traded_at, v.side, v.amount FROM v "
-                f"JOIN {customer} c ON c.external_id = v.customer JOIN {product} p ON p.code = v.product "
-                "ORDER BY v.external_id "
-                "ON CONFLICT (external_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, "
-                "product_id = EXCLUDED.product_id, traded_at = EXCLUDED.traded_at, side = EXCLUDED.side, "
-                "amount = EXCLUDED.amount "
-                "WHERE (t.customer_id, t.product_id, t.traded_at, t.side, t.amount) IS DISTINCT FROM "
-                "(EXCLUDED.customer_id, EXCLUDED.product_id, EXCLUDED.traded_at, EXCLUDED.side, EXCLUDED.amount) "
-                "RETURNING t.external_id, (xmax = 0) AS created) "
-                "SELECT v.external_id, u.created, (c.id IS NOT NULL AND p.id IS NOT NULL) FROM v "
-                f"LEFT JOIN upserted u ON u.external_id = v.external_id "
-                f"LEFT JOIN {customer} c ON c.external_id = v.customer LEFT JOIN {product} p ON p.code = v.product",
-                rows, template="(%s, %s, %s, %s::timestamptz, %s, %s::numeric)", page_size=len(rows), fetch=True)
-        unresolved = [external_id for external_id, _created, resolved in result if not resolved]
-        flags = [created for _id, created, resolved in result if resolved and created is not None]
-        errors += [{"resource": "trades", "id": t, "message": "客户或产品不存在"} for t in unresolved]
-        valid = len(rows) - len(unresolved)
-    else:
-        valid = 0
-    return _counts(valid, flags, len(errors)), errors
+    rows = [{**{k: r.get(k) for k in TRADE_KEYS}, "external_id": r.get("external_id") or r.get("id")} for r in records]
+    result = ingest.trades_upsert(rows=rows, actor_label=ACTOR_LABEL, audit=False)
+    return _counts(result), _page_errors("trades", result, records, lambda r: r.get("external_id") or r.get("id"))
 
 
 UPSERTS = {"products": _products_upsert, "customers": _customers_upsert, "trades": _trades_upsert}

@@ -262,7 +262,7 @@ def test_a_branch_key_can_neither_move_its_customer_out_nor_another_in(make_api_
 
 
 def test_the_writing_statement_refuses_other_branches_even_if_the_checks_before_it_miss(monkeypatch, branches):
-    from customers import bulk
+    from customers.ingest import customers as bulk
 
     theirs = CustomerFactory(external_id="SH-1", branch=branches["SH01"], name="上海")
     monkeypatch.setattr(bulk, "_scope_check", lambda cursor, rows, branch_id: [])  # a bug in the checks

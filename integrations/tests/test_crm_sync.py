@@ -233,3 +233,39 @@ def test_sandbox_runs_as_a_module():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_trade_arriving_by_crm_sync_moves_the_live_tile_and_re_tiers_the_client(
+        crm, demo_staff, monkeypatch, django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    from dashboards import live
+    from tagging.models import CustomerTier
+    from tagging.tiers import tier_run_compute
+
+    crm_sync_run(triggered_by="test", page_size=PAGE)
+    tier_run_compute()
+    keys = list(live.client().scan_iter(match=f"{live.prefix()}:*", count=1000))
+    if keys:
+        live.client().delete(*keys)
+    live.scope_day_rebuild(day=live.today(), scope_key="firm")
+    before = int(live.client().hget(live.day_key(live.today(), "firm"), "trades") or 0)
+    retiered = []
+    from tagging.tiers import tier_run_incremental
+
+    def tier_incremental_now(customer_ids):  # what the worker does with the task
+        retiered.append(customer_ids)
+        tier_run_incremental(customer_ids=customer_ids)
+
+    monkeypatch.setattr("tagging.tasks.tier_incremental.delay", tier_incremental_now)
+    monkeypatch.setattr("tagging.tasks.tag_rules_apply_all_task.delay", lambda **kw: None)
+    admin(crm, "/admin/records/trades", {"records": [{
+        "id": "CRMT77777777", "customer": "CRM000004", "product": "CRM0001", "side": "buy", "amount": "880000.00",
+        "traded_at": timezone.now().isoformat()}]})
+    with django_capture_on_commit_callbacks(execute=True):
+        run = crm_sync_run(triggered_by="test", page_size=PAGE)
+    assert totals(run, "created")["trades"] == 1
+    customer = Customer.objects.get(external_id="CRM000004")
+    assert retiered == [[customer.pk]]
+    assert CustomerTier.objects.get(customer=customer).r == 0  # recency recomputed from today's trade
+    assert int(live.client().hget(live.day_key(live.today(), "firm"), "trades")) == before + 1

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.models import AuditLog, Branch
-from customers.bulk import customer_bulk_upsert
+from customers.ingest import customer_bulk_upsert
 from customers.services import task_complete
 from customers.tests.factories import CustomerFactory, TaskFactory
 from integrations import tasks, webhooks
