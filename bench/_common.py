@@ -57,12 +57,10 @@ def copy_out(sql: str, params: list) -> io.StringIO:
     """COPY a query's rows out as CSV (the fastest way an analyst gets rows into pandas)."""
     from django.db import connection
 
-    buffer = io.StringIO()
+    from core.db import copy_out as db_copy_out
+
     with connection.cursor() as cursor:
-        query = cursor.mogrify(sql, params).decode()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
-    buffer.seek(0)
-    return buffer
+        return db_copy_out(cursor, query=sql, params=params)
 
 
 def timed_ms(fn, *, runs: int, warmup: int = 3) -> tuple[float, float, object]:

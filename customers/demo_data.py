@@ -24,7 +24,6 @@ their plaintext, hashes and masks do not.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import multiprocessing
@@ -45,6 +44,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.crypto import blind_index, encrypt, mask_id_number, mask_mobile
+from core.db import copy_in
 from core.demo import demo_staff_load
 from core.models import Role, User
 from core.services import branch_upsert
@@ -664,7 +664,7 @@ def _secondary_schema_drop(cursor, *, table: str) -> list[str]:
 
 
 def _copy(cursor, *, table: str, columns: tuple[str, ...], text: str) -> None:
-    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+    copy_in(cursor, table=table, columns=columns, text=text)
 
 
 def _event_type_sql() -> str:

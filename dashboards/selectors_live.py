@@ -118,11 +118,11 @@ def day_rows(*, first: date, last: date, scope_key: str | None = None) -> dict[t
     collect(f"SELECT {local_day_sql('s.finished_at')}, c.branch_id, c.advisor_id, "
             f"count(*) FILTER (WHERE {sent}), count(*) FILTER (WHERE s.status = 'blocked'), "
             f"count(*) FILTER (WHERE {sent} AND EXISTS (SELECT 1 FROM {Touch._meta.db_table} r "
-            f"  WHERE r.customer_id = c.id AND r.direction = 'in' AND r.source NOT IN %s "
+            f"  WHERE r.customer_id = c.id AND r.direction = 'in' AND r.source <> ALL(%s) "
             f"  AND r.occurred_at > s.finished_at AND r.occurred_at <= s.finished_at + interval '{REPLY_WINDOW_HOURS} hours')) "
             f"FROM sop_steprun s JOIN sop_enrollment e ON e.id = s.enrollment_id JOIN {customer} c ON c.id = e.customer_id "
             f"WHERE s.finished_at >= %s AND s.finished_at < %s AND {where} GROUP BY 1, 2, 3",
-            [*SOP_SENT_OUTCOMES, *SOP_SENT_OUTCOMES, Touch.BOOKKEEPING_SOURCES, start, end, *wparams],
+            [*SOP_SENT_OUTCOMES, *SOP_SENT_OUTCOMES, list(Touch.BOOKKEEPING_SOURCES), start, end, *wparams],
             ["sop_sent", "sop_blocked", "sop_replied"])
     return {k: dict(v) for k, v in out.items()}
 

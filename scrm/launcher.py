@@ -67,6 +67,7 @@ def main() -> int:
         if env.get("SCRM_DEMO", "1") != "0":
             subprocess.run([python, "manage.py", "demo_load"], env=env, cwd=BASE_DIR, check=True)
         cwd = str(BASE_DIR)
+        sandbox_env = {**env, "SCRM_PROCESS": "sandbox"}
         if wecom_port:
             seed_file = embedded.data_dir() / "wecom-sandbox-seed.json"
             subprocess.run([python, "manage.py", "wecom_sandbox_seed", "--out", str(seed_file)], env=env, cwd=BASE_DIR,
@@ -74,23 +75,27 @@ def main() -> int:
             callback_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
             callback_url = f"http://{callback_host}:{port}/integrations/wecom/callback/"
             supervisor.add("wecom", [python, "-m", "integrations.wecom.sandbox", "--port", str(wecom_port),
-                                     "--seed-file", str(seed_file), "--callback-url", callback_url], env=env, cwd=cwd)
+                                     "--seed-file", str(seed_file), "--callback-url", callback_url], env=sandbox_env,
+                           cwd=cwd)
             if env.get("SCRM_DEMO", "1") != "0":  # the worker picks this up once it (and the sandbox) are up
                 subprocess.run([python, "manage.py", "demo_wecom", "--countdown", "15"], env=env, cwd=BASE_DIR,
                                check=False)
         if messaging_port:
-            supervisor.add("sms", [python, "-m", "sop.provider_sandbox", "--port", str(messaging_port)], env=env, cwd=cwd)
+            supervisor.add("sms", [python, "-m", "sop.provider_sandbox", "--port", str(messaging_port)], env=sandbox_env,
+                           cwd=cwd)
         if crm_port:
-            supervisor.add("crm", [python, "-m", "integrations.crm.sandbox", "--port", str(crm_port)], env=env, cwd=cwd)
+            supervisor.add("crm", [python, "-m", "integrations.crm.sandbox", "--port", str(crm_port)], env=sandbox_env,
+                           cwd=cwd)
         supervisor.add("web", [python, "-m", "uvicorn", "scrm.asgi:application", "--host", host, "--port", port,
-                               "--no-access-log", "--timeout-graceful-shutdown", "3"], env=env, cwd=cwd)
+                               "--no-access-log", "--timeout-graceful-shutdown", "3"], env={**env, "SCRM_PROCESS": "web"},
+                       cwd=cwd)
         supervisor.add("worker", [python, "-m", "celery", "-A", "scrm", "worker", "-Q", "celery,sop", "-l", "INFO",
-                                  "-c", "2", "-n", "worker@%h"], env=env, cwd=cwd)
+                                  "-c", "2", "-n", "worker@%h"], env={**env, "SCRM_PROCESS": "worker"}, cwd=cwd)
         supervisor.add("webhooks", [python, "-m", "celery", "-A", "scrm", "worker", "-Q", "webhooks", "-l", "INFO",
-                                    "-c", "4", "-n", "webhooks@%h"], env=env, cwd=cwd)
+                                    "-c", "4", "-n", "webhooks@%h"], env={**env, "SCRM_PROCESS": "worker"}, cwd=cwd)
         beat_schedule = embedded.data_dir() / "celerybeat-schedule"
         supervisor.add("beat", [python, "-m", "celery", "-A", "scrm", "beat", "-l", "INFO", "-s", str(beat_schedule)],
-                       env=env, cwd=cwd)
+                       env={**env, "SCRM_PROCESS": "beat"}, cwd=cwd)
         print(f"\n  SCRM is starting on http://{host}:{port}/  (Ctrl-C stops everything)\n", flush=True)
         return supervisor.run()
     except KeyboardInterrupt:

@@ -108,9 +108,23 @@ if DATABASES["default"].get("OPTIONS", {}).get("host"):  # unix socket directory
 # memory per sort/hash step of a query: segment counts with event windows aggregate millions of rows and spill to
 # disk at PostgreSQL's 4 MB default (bench/segments.py: events rule 3.0 s → 2.1 s at 32 MB)
 _db_options = DATABASES["default"].setdefault("OPTIONS", {})
-_db_options["options"] = (_db_options.get("options", "") + f" -c work_mem={env.str('DATABASE_WORK_MEM', default='32MB')}").strip()
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0 if TESTING else 60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# which kind of process this is (make run and docker-compose set it): the connection budget and timeouts follow it
+SCRM_PROCESS = env.str("SCRM_PROCESS", default="")
+_statement_timeout_ms = env.int("DATABASE_STATEMENT_TIMEOUT_MS", default=30_000 if SCRM_PROCESS == "web" else 0)
+_db_options["options"] = (_db_options.get("options", "") + f" -c work_mem={env.str('DATABASE_WORK_MEM', default='32MB')}"
+                          + f" -c statement_timeout={_statement_timeout_ms}").strip()
+_db_options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)  # a paused server: fail, don't hang
+_db_options["application_name"] = f"scrm-{SCRM_PROCESS or 'other'}"
+# Web processes (ASGI: a thread per request would otherwise keep a connection of its own) share a bounded pool of
+# psycopg 3 connections; workers and beat keep one persistent connection per process (bounded by their concurrency).
+DATABASE_POOL_MAX = env.int("DATABASE_POOL_MAX", default=10 if SCRM_PROCESS == "web" else 0)
+if DATABASE_POOL_MAX:
+    _db_options["pool"] = {"min_size": min(2, DATABASE_POOL_MAX), "max_size": DATABASE_POOL_MAX,
+                           "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0)}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0 if TESTING else 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="") or embedded.redis_url()

@@ -20,16 +20,18 @@ def test_compose_runs_every_part_of_the_product():
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat"}
-    for name in ("postgres", "redis", "web", "worker"):
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "webhooks", "beat"}
+    for name in ("postgres", "redis", "web", "worker", "webhooks"):
         assert "healthcheck" in services[name], name
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "webhooks", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         env = services[name]["environment"]
         assert env["SCRM_ENV"] == "production" and env["DATABASE_URL"].startswith("postgres://")
         assert env["REDIS_URL"].startswith("redis://")
     assert "ports" not in services["worker"] and "container_name" not in services["worker"], "worker must scale"
     assert services["worker"]["command"][:4] == ["celery", "-A", "scrm", "worker"]
+    assert services["webhooks"]["command"][4:6] == ["-Q", "webhooks"]  # deliveries never wait behind SOP sends
+    assert {services[name]["environment"]["SCRM_PROCESS"] for name in ("web", "worker", "beat")} == {"web", "worker", "beat"}
     assert services["beat"]["command"][:4] == ["celery", "-A", "scrm", "beat"]
 
 
