@@ -181,35 +181,23 @@ def _scores_upsert(*, now: datetime) -> int:
 
 
 def _tag_sync(*, tag) -> dict:
-    """High level → tag (source rule, so a manual ``churn_risk`` is never taken away); dropped out → untag.
-    Evidence: each client's own reasons."""
+    """High level → tag, with each client's own reasons as evidence (source rule through the one tag writer, so a
+    manual ``churn_risk`` is never overridden or taken away, and every change is in the tag history); dropped
+    out → untag."""
     from customers.models import Customer
-    from tagging.models import CustomerTag, TagSource
-    from tagging.rule_tags import customer_tags_bulk_set
+    from tagging.models import TagSource
+    from tagging.writer import customer_tags_set
 
-    high = ChurnScore.objects.filter(level=ChurnScore.Level.HIGH)
-    tagged = CustomerTag.objects.filter(tag=tag)
-    to_add = Customer.objects.filter(pk__in=high.values("customer_id")).exclude(pk__in=tagged.values("customer_id"))
-    to_remove = Customer.objects.filter(pk__in=tagged.filter(source=TagSource.RULE).values("customer_id")).exclude(
-        pk__in=high.values("customer_id"))
-    added = removed = 0
-    if to_add.exists():
-        added = customer_tags_bulk_set(customers=to_add, tag=tag, add=True, actor=SYSTEM_ACTOR, source=TagSource.RULE,
-                                       evidence=f"流失预警分 ≥ {HIGH_FROM}")
-    if to_remove.exists():
-        removed = customer_tags_bulk_set(customers=to_remove, tag=tag, add=False, actor=SYSTEM_ACTOR,
-                                         source=TagSource.RULE, evidence=f"流失预警分已低于 {HIGH_FROM}")
-    with connection.cursor() as cur:
-        cur.execute("""
-            UPDATE tagging_customertag ct
-               SET evidence = '流失预警分 ' || cs.score || '：'
-                              || (SELECT string_agg(r ->> 'label', '；') FROM jsonb_array_elements(cs.reasons) r),
-                   evidence_data = jsonb_build_object('score', cs.score, 'reasons', cs.reasons)
-              FROM dashboards_churnscore cs
-             WHERE ct.customer_id = cs.customer_id AND ct.tag_id = %s AND ct.source = 'rule'
-               AND ct.evidence_data IS DISTINCT FROM jsonb_build_object('score', cs.score, 'reasons', cs.reasons)
-        """, [tag.pk])
-    return {"tag_added": added, "tag_removed": removed}
+    high = list(ChurnScore.objects.filter(level=ChurnScore.Level.HIGH).values_list("customer_id", "score", "reasons"))
+    evidence = [(cid, f"流失预警分 {score}：" + "；".join(r.get("label", "") for r in reasons),
+                 {"score": score, "reasons": reasons}) for cid, score, reasons in high]
+    added = customer_tags_set(tag=tag, source=TagSource.RULE, actor=SYSTEM_ACTOR, per_customer=evidence,
+                              overwrite=False) if evidence else None
+    dropped = Customer.objects.filter(tags__tag=tag, tags__source=TagSource.RULE).exclude(
+        pk__in=ChurnScore.objects.filter(level=ChurnScore.Level.HIGH).values("customer_id"))
+    removed = customer_tags_set(tag=tag, source=TagSource.RULE, actor=SYSTEM_ACTOR, add=False, customers=dropped,
+                                only_source=TagSource.RULE, evidence=f"流失预警分已低于 {HIGH_FROM}")
+    return {"tag_added": len(added.added) if added else 0, "tag_removed": len(removed.removed)}
 
 
 def churn_summary_compute(*, now: datetime | None = None, run: dict | None = None) -> dict:

@@ -75,8 +75,10 @@ def customer_tag_set(*, client: ApiClient, customer: Customer, tag: Tag, evidenc
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("invalid", "过期时间必须晚于现在",
                                [{"field": "expires_at", "message": "过期时间必须晚于现在", "code": "past"}])
+    from tagging.writer import _NOT_GIVEN
+
     row = customer_tag_add(customer=customer, tag=tag, source=TagSource.API, actor=actor_label(client),
-                           evidence=evidence, expires_at=expires_at)
+                           evidence=evidence, expires_at=_NOT_GIVEN if expires_at is None else expires_at)
     audit_record(actor=None, actor_label=actor_label(client), action="customer_tag.add", target_type="customer",
                  target_id=customer.external_id, details={"tag": tag.code})
     return row

@@ -573,12 +573,11 @@ def suggestion_confirm(*, user, suggestion: TagSuggestion) -> CustomerTag:
     _check_may_decide(user=user, suggestion=suggestion)
     suggestion = _lock_pending(suggestion)
     tag, now = suggestion.tag, timezone.now()
-    expires_at = tag.expiry_from(now)
     evidence_data = {"suggestion_id": suggestion.pk, "source_type": suggestion.source_type,
                      "source_id": suggestion.source_id,
                      **{k: v for k, v in suggestion.detail.items() if k in ("keyword", "time", "due_month")}}
     customer_tag = customer_tag_add(customer=suggestion.customer, tag=tag, source=TagSource.CONVERSATION, actor=user,
-                                    evidence=suggestion.snippet, evidence_data=evidence_data, expires_at=expires_at)
+                                    evidence=suggestion.snippet, evidence_data=evidence_data)
     TagSuggestion.objects.filter(customer=suggestion.customer, tag=tag, status=TagSuggestion.Status.PENDING).update(
         status=TagSuggestion.Status.CONFIRMED, decided_by=user, decided_at=now)
     audit_record(actor=user, action="tag_suggestion.confirm", target_type="customer",

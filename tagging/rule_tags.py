@@ -1,4 +1,4 @@
-"""Rule tags and bulk tagging, set-based: one SQL statement per rule, never a loop over customers.
+"""Rule tags and bulk tagging, set-based through the one writer (tagging/writer.py), never a loop over customers.
 
 The rule is the segment rule language (segments/rules.py): the same compiler decides who matches.
 """
@@ -12,25 +12,7 @@ from core.errors import ApplicationError
 from core.services import audit_record
 from segments.rules import rule_compile, rule_validate
 from tagging.models import Tag, TagRule, TagSource
-
-
-def _tags_changed(*, tag: Tag, added: list[int], removed: list[int], source: str) -> None:
-    """Emit core.events.TagChanged for each change, as the single-customer service does."""
-    from tagging.services import tag_changed_notify
-
-    for customer_id in added:
-        tag_changed_notify(customer_id=customer_id, tag_code=tag.code, action="added", source=source)
-    for customer_id in removed:
-        tag_changed_notify(customer_id=customer_id, tag_code=tag.code, action="removed", source=source)
-
-
-def _matched_sql(rule: dict, now, customer_ids: list[int] | None):
-    from customers.models import Customer
-
-    qs = Customer.objects.filter(rule_compile(rule, now=now))
-    if customer_ids is not None:
-        qs = qs.filter(pk__in=customer_ids)
-    return qs.values("id").query.sql_with_params()
+from tagging.writer import EXPIRED_EVIDENCE, customer_tags_set
 
 
 def tag_rule_preview(*, rule: dict, principal=None) -> int:
@@ -52,72 +34,33 @@ def tag_rule_save(*, tag: Tag, rule: dict, enabled: bool, remove_when_unmatched:
 
 @transaction.atomic
 def tag_rule_apply(*, tag_rule: TagRule, customer_ids: list[int] | None = None, now=None) -> dict:
-    """Tag every matching customer and (optionally) untag rule-set tags that no longer match.
+    """Tag every matching customer and (optionally) untag rule-set tags that no longer match, through the one
+    writer (tagging/writer.py): a tag set another way (by hand, the API) is never overridden or taken off.
 
     With ``customer_ids`` only those customers are re-evaluated (incremental run after new trades or
     events). Idempotent: a rerun on the same data adds and removes nothing. Returns counts.
     """
+    from customers.models import Customer
+
     now = now or timezone.now()
     tag = tag_rule.tag
     rule_validate(tag_rule.rule)
-    matched_sql, matched_params = _matched_sql(tag_rule.rule, now, customer_ids)
-    expires = tag.expiry_from(now)
+    population = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__in=customer_ids)
+    matched = population.filter(rule_compile(tag_rule.rule, now=now))
     label = f"规则：{tag.name}"
-    evidence = json.dumps(tag_rule.rule, ensure_ascii=False)
-    scope_sql = "AND ct.customer_id = ANY(%s)" if customer_ids is not None else ""
-    scope_params = [customer_ids] if customer_ids is not None else []
-    with connection.cursor() as cur:
-        cur.execute(f"""
-            WITH matched AS ({matched_sql}),
-            upserted AS (
-                INSERT INTO tagging_customertag
-                    (customer_id, tag_id, source, set_by_label, evidence, evidence_data, created_at, expires_at)
-                SELECT m.id, %s, 'rule', %s, %s, %s::jsonb, %s, %s FROM matched m
-                ON CONFLICT (customer_id, tag_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                    WHERE tagging_customertag.source = 'rule'
-                RETURNING customer_id, (xmax = 0) AS inserted
-            ),
-            added AS (
-                INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, %s, 'added', 'rule', %s, %s, %s FROM upserted WHERE inserted
-                RETURNING customer_id
-            ),
-            displaced AS (
-                DELETE FROM tagging_customertag ct USING tagging_tag t
-                WHERE ct.tag_id = t.id AND %s <> '' AND t.exclusive_group = %s AND t.id <> %s
-                  AND ct.customer_id IN (SELECT customer_id FROM upserted WHERE inserted)
-                RETURNING ct.customer_id, ct.tag_id
-            ),
-            displaced_history AS (
-                INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, tag_id, 'removed', 'rule', %s, '互斥标签被替换', %s FROM displaced
-            ),
-            removed AS (
-                DELETE FROM tagging_customertag ct
-                WHERE %s AND ct.tag_id = %s AND ct.source = 'rule' {scope_sql}
-                  AND ct.customer_id NOT IN (SELECT id FROM matched)
-                RETURNING ct.customer_id
-            ),
-            removed_history AS (
-                INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, %s, 'removed', 'rule', %s, '不再满足规则', %s FROM removed
-            )
-            SELECT (SELECT count(*) FROM upserted),
-                   (SELECT coalesce(array_agg(customer_id), '{{}}') FROM added),
-                   (SELECT coalesce(array_agg(customer_id), '{{}}') FROM removed)
-        """, [*matched_params,
-              tag.pk, label, evidence, json.dumps({"rule": tag_rule.rule}), now, expires,
-              tag.pk, label, evidence, now,
-              tag.exclusive_group, tag.exclusive_group, tag.pk,
-              label, now,
-              tag_rule.remove_when_unmatched, tag.pk, *scope_params,
-              tag.pk, label, now])
-        matched, added_ids, removed_ids = cur.fetchone()
-    _tags_changed(tag=tag, added=added_ids, removed=removed_ids, source="rule")
-    added, removed = len(added_ids), len(removed_ids)
+    added = customer_tags_set(tag=tag, source=TagSource.RULE, actor=label, customers=matched, overwrite=False,
+                              evidence=json.dumps(tag_rule.rule, ensure_ascii=False),
+                              evidence_data={"rule": tag_rule.rule}, now=now)
+    removed = []
+    if tag_rule.remove_when_unmatched:
+        unmatched = population.filter(tags__tag=tag, tags__source=TagSource.RULE).exclude(
+            pk__in=matched.values("pk"))
+        removed = customer_tags_set(tag=tag, source=TagSource.RULE, actor=label, add=False, customers=unmatched,
+                                    only_source=TagSource.RULE, evidence="不再满足规则", now=now).removed
+    count = matched.count()
     if customer_ids is None:
-        TagRule.objects.filter(pk=tag_rule.pk).update(last_run_at=now, last_matched=matched)
-    return {"matched": matched, "added": added, "removed": removed}
+        TagRule.objects.filter(pk=tag_rule.pk).update(last_run_at=now, last_matched=count)
+    return {"matched": count, "added": len(added.added), "removed": len(removed)}
 
 
 def tag_rules_apply_all(*, customer_ids: list[int] | None = None) -> dict:
@@ -132,62 +75,16 @@ def tag_rules_apply_all(*, customer_ids: list[int] | None = None) -> dict:
 def customer_tags_bulk_set(*, customer_ids: list[int] | None = None, customers=None, tag: Tag, add: bool, actor,
                            evidence: str = "", source: str = TagSource.MANUAL) -> int:
     """Tag or untag many customers at once (list selection, SOP step: ``customer_ids``; a segment's members:
-    ``customers``, a Customer queryset read inside the statement); returns rows changed."""
-    if customers is not None:
-        members_sql, members_params = customers.order_by().values("pk").query.sql_with_params()
-        members_sql = f"SELECT * FROM ({members_sql}) m"
-    elif customer_ids:
-        members_sql, members_params = "SELECT unnest(%s::bigint[])", [customer_ids]
-    else:
+    ``customers``, a Customer queryset read inside the statement) through the one writer; audited; returns the
+    customers whose tag was added, changed or removed."""
+    if customers is None and not customer_ids:
         raise ApplicationError("no_customers", "请先选择客户")
-    now = timezone.now()
-    label = getattr(actor, "username", None) or str(actor)
-    user_id = actor.pk if getattr(actor, "pk", None) else None
-    with connection.cursor() as cur:
-        if add:
-            expires = tag.expiry_from(now)
-            cur.execute(f"""
-                WITH ins AS (
-                    INSERT INTO tagging_customertag
-                        (customer_id, tag_id, source, set_by_id, set_by_label, evidence, evidence_data, created_at,
-                         expires_at)
-                    SELECT m.c, %s, %s, %s, %s, %s, '{{}}'::jsonb, %s, %s FROM ({members_sql}) AS m(c)
-                    ON CONFLICT (customer_id, tag_id) DO NOTHING
-                    RETURNING customer_id
-                ),
-                displaced AS (
-                    DELETE FROM tagging_customertag ct USING tagging_tag t
-                    WHERE ct.tag_id = t.id AND %s <> '' AND t.exclusive_group = %s AND t.id <> %s
-                      AND ct.customer_id IN (SELECT customer_id FROM ins)
-                    RETURNING ct.customer_id, ct.tag_id
-                ),
-                h1 AS (
-                    INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                    SELECT customer_id, tag_id, 'removed', %s, %s, '互斥标签被替换', %s FROM displaced
-                )
-                INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, %s, 'added', %s, %s, %s, %s FROM ins
-                RETURNING customer_id
-            """, [tag.pk, source, user_id, label, evidence, now, expires, *members_params,
-                  tag.exclusive_group, tag.exclusive_group, tag.pk, source, label, now,
-                  tag.pk, source, label, evidence, now])
-        else:
-            cur.execute(f"""
-                WITH del AS (
-                    DELETE FROM tagging_customertag WHERE tag_id = %s AND customer_id IN ({members_sql})
-                    RETURNING customer_id
-                )
-                INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-                SELECT customer_id, %s, 'removed', %s, %s, %s, %s FROM del
-                RETURNING customer_id
-            """, [tag.pk, *members_params, tag.pk, source, label, evidence, now])
-        changed_ids = [row[0] for row in cur.fetchall()]
-    changed = len(changed_ids)
-    _tags_changed(tag=tag, added=changed_ids if add else [], removed=[] if add else changed_ids, source=source)
+    result = customer_tags_set(tag=tag, source=source, actor=actor, add=add, customer_ids=customer_ids,
+                               customers=customers, evidence=evidence)
     audit_record(actor=actor, action="tag.bulk_add" if add else "tag.bulk_remove", target_type="tag",
                  target_id=tag.code, details={"customers": len(customer_ids) if customers is None else customers.count(),
-                                              "changed": changed})
-    return changed
+                                              "changed": result.changed})
+    return result.changed
 
 
 @transaction.atomic
@@ -201,6 +98,6 @@ def tags_expire(*, now=None) -> int:
                 RETURNING customer_id, tag_id, source
             )
             INSERT INTO tagging_customertaghistory (customer_id, tag_id, action, source, actor_label, evidence, at)
-            SELECT customer_id, tag_id, 'expired', source, 'system', '已过有效期', %s FROM gone
-        """, [now, now])
+            SELECT customer_id, tag_id, 'expired', source, 'system', %s, %s FROM gone
+        """, [now, EXPIRED_EVIDENCE, now])
         return cur.rowcount

@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -155,10 +154,8 @@ def customer_tag_add(request, external_id):
     form = TagPickForm(request.POST)
     if not form.is_valid():
         return _tag_section(request, customer, form, status=400)
-    tag = form.cleaned_data["tag"]
-    expires = tag.expiry_from(timezone.now())
-    services.customer_tag_add(customer=customer, tag=tag, source=TagSource.MANUAL, actor=request.user,
-                              evidence=form.cleaned_data["evidence"], expires_at=expires)
+    services.customer_tag_add(customer=customer, tag=form.cleaned_data["tag"], source=TagSource.MANUAL,
+                              actor=request.user, evidence=form.cleaned_data["evidence"])
     return _tag_section(request, customer)
 
 

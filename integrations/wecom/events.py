@@ -209,7 +209,7 @@ def contact_added(event: CallbackEvent) -> tuple[str, str]:
                        and contact.match_status == ExternalContact.Match.CREATED)
             for tag in contact_way.tags.filter(active=True):
                 customer_tag_add(customer=customer, tag=tag, source=TagSource.WECOM, actor="wecom",
-                                 evidence=f"通过渠道活码「{contact_way.name}」添加", expires_at=tag.expiry_from(timezone.now()))
+                                 evidence=f"通过渠道活码「{contact_way.name}」添加")
     if customer is not None:
         if contact.pending_add:  # an earlier add still waiting for its customer: this one stands for it
             ExternalContact.objects.filter(pk=contact.pk).update(pending_add={})
