@@ -52,3 +52,13 @@ def scope_for(principal) -> Scope:
     if role == Role.ADVISOR:
         return Scope(advisor_id=principal.pk, personal_data=personal)
     return NOTHING
+
+
+def staff_sees_customer_sql(*, staff: str, customer: str) -> str:
+    """The same rule as ``scope_for``, as a SQL predicate over a ``core_user`` alias and a ``customers_customer``
+    alias, for set-based checks (may this assignee see this customer?)."""
+    everyone = ", ".join(f"'{role}'" for role in sorted(ALL_SCOPE_ROLES))
+    return (f"({staff}.is_active AND ({staff}.role IN ({everyone}) "
+            f"OR ({staff}.role = '{Role.BRANCH_MANAGER}' AND {staff}.branch_id IS NOT NULL "
+            f"AND {staff}.branch_id = {customer}.branch_id) "
+            f"OR ({staff}.role = '{Role.ADVISOR}' AND {customer}.advisor_id = {staff}.id)))")

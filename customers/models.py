@@ -337,6 +337,15 @@ class Note(models.Model):
 
 
 class Task(models.Model):
+    class Source(models.TextChoices):
+        MANUAL = "manual", _("手动")
+        SOP = "sop", _("SOP 旅程")
+        SOP_WECOM = "sop_wecom", _("SOP 企业微信消息")
+        SEGMENT = "segment", _("客群批量任务")
+        CHURN = "churn", _("流失预警")
+        GROUP_INVITE = "group_invite", _("社群邀请")
+        RULE = "rule", _("规则提醒")
+
     class Status(models.TextChoices):
         OPEN = "open", _("待办")
         DONE = "done", _("已完成")
@@ -354,7 +363,7 @@ class Task(models.Model):
                                  related_name="tasks")
     title = models.CharField(_("任务"), max_length=200)
     due_at = models.DateTimeField(_("截止时间"))
-    source = models.CharField(_("来源"), max_length=50, default="manual")
+    source = models.CharField(_("来源"), max_length=50, choices=Source.choices, default=Source.MANUAL)
     source_label = models.CharField(_("来源说明"), max_length=200, blank=True)
     status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.OPEN)
     outcome = models.CharField(_("结果"), max_length=20, choices=Outcome.choices, blank=True)

@@ -1,10 +1,12 @@
 """Every write to customers and what belongs to them; audit rows go in the same transaction."""
 
-from datetime import datetime
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -106,14 +108,89 @@ def note_create(*, author, customer: Customer, body: str) -> Note:
     return note
 
 
+@dataclass
+class TasksCreated:
+    created: list[int] = field(default_factory=list)  # the new tasks' ids, in row order
+    rows: list[tuple[int, int, str]] = field(default_factory=list)  # (task id, customer id, source label) of each
+    out_of_scope: int = 0  # the assignee may not see the customer (or is inactive): no task
+    no_assignee: int = 0  # nobody to give it to (a customer without an advisor)
+    already: int = 0  # an open task of the same source exists (``skip_open``) or one was made since ``skip_since``
+
+
+_TASK_ROWS = "customers_task_rows"
+
+
 @transaction.atomic
-def task_create(*, customer: Customer, assignee, title: str, due_at: datetime, source: str = "manual",
+def tasks_create(*, source: str, rows=None, customers=None, title: str = "", due_at: datetime | None = None,
+                 source_label: str = "", skip_open: bool = False, skip_since: datetime | None = None,
+                 now: datetime | None = None) -> TasksCreated:
+    """The one way tasks are created (manual, SOP steps, a segment's bulk action, churn follow-ups, group invites):
+    set-based, and never for an assignee who may not see the customer (core.scoping, the same rule as every page).
+
+    ``rows``: dicts with ``customer_id``, ``assignee_id`` and optionally ``title``, ``due_at``, ``source_label``;
+    or ``customers``: a Customer queryset, each task for the customer's advisor. The other arguments are the
+    defaults for every row. ``skip_open`` / ``skip_since`` leave out customers that already have an open task of
+    this source / one made since then. Returns the new ids in row order and what was skipped."""
+    from core.scoping import staff_sees_customer_sql
+
+    if source not in Task.Source.values:
+        raise ApplicationError("task_source_invalid", f"未知的任务来源：{source}")
+    now = now or timezone.now()
+    due_at = due_at or now + timedelta(days=1)
+    with connection.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TASK_ROWS} (n serial, customer_id bigint, assignee_id bigint, "
+                    "title varchar(200), due_at timestamptz, source_label varchar(200)) ON COMMIT DROP")
+        cur.execute(f"TRUNCATE {_TASK_ROWS} RESTART IDENTITY")
+        if customers is not None:
+            sql, params = customers.order_by("pk").values("pk", "advisor_id").query.sql_with_params()
+            cur.execute(f"INSERT INTO {_TASK_ROWS} (customer_id, assignee_id, title, due_at, source_label) "
+                        f"SELECT m.id, m.advisor_id, %s, %s, %s FROM ({sql}) AS m(id, advisor_id)",
+                        [title[:200], due_at, source_label[:200], *params])
+        else:
+            rows = list(rows or [])
+            cur.execute(f"INSERT INTO {_TASK_ROWS} (customer_id, assignee_id, title, due_at, source_label) "
+                        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::text[])",
+                        [[r["customer_id"] for r in rows], [r.get("assignee_id") for r in rows],
+                         [str(r.get("title") or title)[:200] for r in rows], [r.get("due_at") or due_at for r in rows],
+                         [str(r.get("source_label") or source_label)[:200] for r in rows]])
+        existing = ("EXISTS (SELECT 1 FROM customers_task k WHERE k.customer_id = r.customer_id AND k.source = %s "
+                    "AND ((%s AND k.status = 'open') OR k.created_at >= %s))")
+        cur.execute(f"""
+            WITH checked AS (
+                SELECT r.*, u.id IS NOT NULL AS has_assignee,
+                       u.id IS NOT NULL AND {staff_sees_customer_sql(staff='u', customer='c')} AS in_scope,
+                       {existing} AS exists_already
+                FROM {_TASK_ROWS} r JOIN customers_customer c ON c.id = r.customer_id
+                LEFT JOIN core_user u ON u.id = r.assignee_id),
+            made AS (
+                INSERT INTO customers_task (customer_id, assignee_id, title, due_at, source, source_label, status,
+                                            outcome, outcome_note, created_at)
+                SELECT customer_id, assignee_id, title, due_at, %s, source_label, 'open', '', '', %s
+                FROM checked WHERE in_scope AND NOT exists_already ORDER BY n
+                RETURNING id, customer_id, source_label)
+            SELECT (SELECT coalesce(json_agg(json_build_array(id, customer_id, source_label) ORDER BY id), '[]')
+                    FROM made),
+                   (SELECT count(*) FILTER (WHERE has_assignee AND NOT in_scope) FROM checked),
+                   (SELECT count(*) FILTER (WHERE NOT has_assignee) FROM checked),
+                   (SELECT count(*) FILTER (WHERE in_scope AND exists_already) FROM checked)
+        """, [source, skip_open, skip_since or datetime.max.replace(tzinfo=UTC), source, now])
+        made, out_of_scope, no_assignee, already = cur.fetchone()
+        cur.execute(f"TRUNCATE {_TASK_ROWS}")
+    made = json.loads(made) if isinstance(made, str) else made
+    return TasksCreated(created=[m[0] for m in made], rows=[tuple(m) for m in made], out_of_scope=out_of_scope,
+                        no_assignee=no_assignee, already=already)
+
+
+@transaction.atomic
+def task_create(*, customer: Customer, assignee, title: str, due_at: datetime, source: str = Task.Source.MANUAL,
                 source_label: str = "") -> Task:
-    if not Customer.objects.visible_to(assignee).filter(pk=customer.pk).exists():
+    """One task (tasks_create); refused when the assignee may not see the customer."""
+    result = tasks_create(source=source, rows=[{"customer_id": customer.pk, "assignee_id": getattr(assignee, "pk", None)}],
+                          title=title, due_at=due_at, source_label=source_label)
+    if not result.created:
         raise ApplicationError(CustomerError.TASK_ASSIGNEE_OUT_OF_SCOPE, "负责人不能看到该客户",
                                [{"field": "assignee"}])
-    return Task.objects.create(customer=customer, assignee=assignee, title=title, due_at=due_at, source=source,
-                               source_label=source_label)
+    return Task.objects.get(pk=result.created[0])
 
 
 @transaction.atomic

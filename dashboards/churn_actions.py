@@ -17,7 +17,6 @@ from core.scoping import scope_for
 from core.services import audit_record
 from dashboards.models import ChurnScore
 
-TASK_SOURCE = "churn"
 TASK_DUE_HOURS = 48
 MAX_SELECTED = 1000
 LOCK_KEY = 0x63687461736B
@@ -80,39 +79,20 @@ def churn_tasks_create(*, actor, customer_ids=None, advisor_id=None, now: dateti
     {"created", "already", "no_advisor", "customers"}."""
     now = now or timezone.now()
     ids, advisor = churn_targets(user=actor, customer_ids=customer_ids, advisor_id=advisor_id)
+    from customers.models import Customer, Task
+    from customers.services import tasks_create
+
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])  # two clicks at once still make one task
-        cur.execute("""
-            WITH target AS (
-                SELECT c.id, c.name, c.advisor_id, u.is_active, cs.score, cs.reasons
-                FROM unnest(%(ids)s::bigint[]) AS x(id)
-                JOIN customers_customer c ON c.id = x.id
-                JOIN dashboards_churnscore cs ON cs.customer_id = c.id
-                LEFT JOIN core_user u ON u.id = c.advisor_id
-            ),
-            fresh AS (
-                SELECT t.* FROM target t
-                WHERE t.is_active AND NOT EXISTS (
-                    SELECT 1 FROM customers_task k
-                    WHERE k.customer_id = t.id AND k.source = %(source)s AND k.created_at >= %(day)s)
-            ),
-            made AS (
-                INSERT INTO customers_task (customer_id, assignee_id, title, due_at, source, source_label, status,
-                                            outcome, outcome_note, created_at)
-                SELECT f.id, f.advisor_id, left('流失预警回访：' || f.name, 200), %(due)s, %(source)s,
-                       left('流失预警 ' || f.score || ' 分：'
-                            || coalesce((SELECT string_agg(r ->> 'label', '；') FROM jsonb_array_elements(f.reasons) r), ''),
-                            200),
-                       'open', '', '', %(now)s
-                FROM fresh f
-                RETURNING customer_id
-            )
-            SELECT (SELECT count(*) FROM made),
-                   (SELECT count(*) FROM target WHERE NOT coalesce(is_active, false)),
-                   (SELECT count(*) FROM target)
-        """, {"ids": ids, "source": TASK_SOURCE, "day": _day_start(now), "due": now + timedelta(hours=TASK_DUE_HOURS),
-              "now": now})
-        created, no_advisor, total = cur.fetchone()
+    scores = {c: (score, reasons) for c, score, reasons in
+              ChurnScore.objects.filter(customer_id__in=ids).values_list("customer_id", "score", "reasons")}
+    rows = [{"customer_id": pk, "assignee_id": advisor_id, "title": f"流失预警回访：{name}",
+             "source_label": f"流失预警 {scores[pk][0]} 分：" + "；".join(r.get("label", "") for r in scores[pk][1])}
+            for pk, name, advisor_id in Customer.objects.filter(pk__in=scores).order_by("pk")
+            .values_list("pk", "name", "advisor_id")]
+    made = tasks_create(source=Task.Source.CHURN, rows=rows, due_at=now + timedelta(hours=TASK_DUE_HOURS),
+                        skip_since=_day_start(now), now=now)
+    created, no_advisor, total = len(made.created), made.no_assignee + made.out_of_scope, len(rows)
     result = {"created": created, "no_advisor": no_advisor, "already": total - created - no_advisor, "customers": total}
     audit_record(actor=actor, action="churn.tasks_create", target_type="advisor" if advisor else "customers",
                  target_id=str(advisor.pk) if advisor else "", details={**result, "customer_ids": ids[:200]})

@@ -18,7 +18,7 @@ from groups.models import GroupChat, GroupDailyStat, GroupMember, GroupMemberEve
 from segments.models import SegmentMember
 from tagging.tiers import tier_definitions
 
-INVITE_TASK_SOURCE = "group_invite"
+INVITE_TASK_SOURCE = Task.Source.GROUP_INVITE
 
 
 def groups_visible_to(user):

@@ -19,6 +19,7 @@ from core.errors import ApplicationError
 from core.models import Role, User
 from core.services import audit_record
 from customers.models import Customer, Task
+from customers.services import tasks_create
 from groups import selectors
 from groups.error_codes import GroupError
 from groups.models import GroupChat, GroupDailyStat, GroupMember, GroupMemberEvent, Purpose
@@ -272,19 +273,10 @@ def group_invite_tasks_create(*, actor, group: GroupChat, customers) -> dict:
     due_at = timezone.now() + timedelta(days=INVITE_DUE_DAYS)
     title = _("邀请客户加入群「%(name)s」") % {"name": group.name}
     label = selectors.invite_task_source_label(group)
-    todo = (in_scope.filter(member=False, invited=False, advisor__isnull=False).order_by("pk")
-            .values_list("pk", "advisor_id"))
-    batch = []
-    for customer_id, advisor_id in todo.iterator(chunk_size=2000):
-        batch.append(Task(customer_id=customer_id, assignee_id=advisor_id, title=title, due_at=due_at,
-                          source=selectors.INVITE_TASK_SOURCE, source_label=label))
-        if len(batch) >= 1000:
-            Task.objects.bulk_create(batch)
-            result["created"] += len(batch)
-            batch = []
-    if batch:
-        Task.objects.bulk_create(batch)
-        result["created"] += len(batch)
+    todo = in_scope.filter(member=False, invited=False, advisor__isnull=False)
+    made = tasks_create(source=Task.Source.GROUP_INVITE, customers=todo, title=title, due_at=due_at, source_label=label)
+    result["created"] = len(made.created)
+    result["no_advisor"] += made.out_of_scope  # an advisor who left cannot take the invitation
     audit_record(actor=actor, action="group.invite_tasks", target_type="group", target_id=group.pk, details=result,
                  actor_label=None if actor is not None else "system")
     return result

@@ -453,17 +453,14 @@ def _action_tags(action: SegmentAction, customers, *, add: bool) -> dict:
 
 def _action_tasks(action: SegmentAction, customers) -> dict:
     """One open task per member for the member's (active) advisor, in one INSERT … SELECT."""
-    due_at = timezone.now() + timedelta(days=action.params["due_days"])
+    from customers.models import Task
+    from customers.services import tasks_create
+
     members = customers.count()
-    with_advisor = customers.filter(advisor__isnull=False, advisor__is_active=True).order_by()
-    sql, params = with_advisor.values("id", "advisor_id").query.sql_with_params()
-    with connection.cursor() as cur:
-        cur.execute(f"""
-            INSERT INTO customers_task (customer_id, assignee_id, title, due_at, source, source_label, status,
-                                        outcome, outcome_note)
-            SELECT m.id, m.advisor_id, %s, %s, 'segment', %s, 'open', '', '' FROM ({sql}) m
-        """, [action.params["title"], due_at, f"客群：{action.segment.name}"[:200], *params])
-        created = cur.rowcount
+    made = tasks_create(source=Task.Source.SEGMENT, customers=customers, title=action.params["title"],
+                        due_at=timezone.now() + timedelta(days=action.params["due_days"]),
+                        source_label=f"客群：{action.segment.name}")
+    created = len(made.created)
     return {"members": members, "created": created, "skipped": members - created, "affected": created}
 
 

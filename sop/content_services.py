@@ -14,10 +14,11 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.models import Role
 from core.services import audit_record
+from customers.models import Task
 from sop.guards import BLOCK_REASONS
 from sop.models import Channel, Enrollment, ForbiddenPhrase, GuardPolicy, Journey, StepRun
 
-WECOM_TASK_SOURCE = "sop_wecom"
+WECOM_TASK_SOURCE = Task.Source.SOP_WECOM
 MESSAGE_STEP_TYPES = ("wecom_message", "wecom_group_message")
 OUTCOME_LABELS = {
     "sent": "已发送", "delivered": "已送达", "replied": "已回复", "queued": "待发送", "prepared": "已备好，待投顾发送",

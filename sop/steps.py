@@ -202,43 +202,49 @@ def _advisor_prepare(items, touches, results, now):
     """WeCom messages go out from the advisor's WeCom: a task with the prepared text for the advisor
     (the group-message template is created in WeCom when it is configured)."""
     from customers.models import Task
+    from customers.services import tasks_create
+    from sop.wecom_send import wecom_templates_create
 
-    tasks = []
+    prepared, rows = [], []
     for run, step, _version, channel in items:
         if results[run.pk].block_reason or run.pk not in touches:
             continue
         customer = run.enrollment.customer
-        owner = customer.advisor
-        label = f"{run.enrollment.journey.name} · {step['id']}"
         title = ("发送企业微信消息给 " if channel == "wecom" else "在客户群发送消息：") + customer.name
-        tasks.append((run, Task(customer=customer, assignee=owner, title=title[:200], due_at=now + timedelta(hours=24),
-                                source="sop_wecom", source_label=label[:200], outcome_note="")))
+        rows.append({"customer_id": customer.pk, "assignee_id": customer.advisor_id, "title": title,
+                     "source_label": f"{run.enrollment.journey.name} · {step['id']}"[:200]})
+        prepared.append(run)
         results[run.pk].outcome = "prepared"
         results[run.pk].detail["text"] = touches[run.pk].content
-    created = Task.objects.bulk_create([t for _, t in tasks])
-    for (run, _), task in zip(tasks, created, strict=True):
-        results[run.pk].detail["task_id"] = task.pk
-    from sop.wecom_send import wecom_templates_create
-
-    wecom_templates_create([(run, results[run.pk]) for run, _ in tasks])
+    made = tasks_create(source=Task.Source.SOP_WECOM, rows=rows, due_at=now + timedelta(hours=24), now=now)
+    task_of = {(customer_id, label): pk for pk, customer_id, label in made.rows}
+    for run, row in zip(prepared, rows, strict=True):
+        results[run.pk].detail["task_id"] = task_of.get((row["customer_id"], row["source_label"]))
+    wecom_templates_create([(run, results[run.pk]) for run in prepared])
 
 
 # --- actions -------------------------------------------------------------------------------
 
 def _task(runs, *, now):
     from customers.models import Task
+    from customers.services import tasks_create
 
-    results, tasks = {}, []
+    results, pending, rows = {}, [], []
     for run in runs:
         step, customer = _step(run), run.enrollment.customer
         if customer.advisor_id is None or not customer.advisor.is_active:
             results[run.pk] = StepResult(outcome="blocked", block_reason="no_advisor")
             continue
-        tasks.append((run, Task(customer=customer, assignee=customer.advisor, title=step["title"][:200],
-                                due_at=now + timedelta(hours=step["due_hours"]), source="sop",
-                                source_label=f"{run.enrollment.journey.name} · {step['id']}"[:200])))
-    for (run, _), task in zip(tasks, Task.objects.bulk_create([t for _, t in tasks]), strict=True):
-        results[run.pk] = StepResult(outcome="task_created", detail={"task_id": task.pk})
+        pending.append(run)
+        rows.append({"customer_id": customer.pk, "assignee_id": customer.advisor_id, "title": step["title"],
+                     "due_at": now + timedelta(hours=step["due_hours"]),
+                     "source_label": f"{run.enrollment.journey.name} · {step['id']}"[:200]})
+    made = tasks_create(source=Task.Source.SOP, rows=rows, now=now)
+    task_of = {(customer_id, label): pk for pk, customer_id, label in made.rows}
+    for run, row in zip(pending, rows, strict=True):
+        task_id = task_of.get((row["customer_id"], row["source_label"]))
+        results[run.pk] = StepResult(outcome="task_created", detail={"task_id": task_id}) if task_id else \
+            StepResult(outcome="blocked", block_reason="advisor_out_of_scope")
     return results
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.events import TagChanged
 from customers.models import Customer
 from sop.models import Enrollment
 from sop.triggers import on_tag_changed, triggers_scan
@@ -36,10 +37,11 @@ def test_tag_changes_cost_no_query_when_no_journey_listens(sop_kit, client_of, d
     sop_kit["publish"]([{"id": "a", "type": "task", "title": "x", "due_hours": 4}],
                        trigger={"type": "tag_added", "tag": "margin_intent"})
     customer = client_of(1)
-    on_tag_changed(customer.pk, "idle_funds", "added", "rule")  # warms the cache of live triggers
+    # the first call warms the cache of live triggers
+    on_tag_changed(TagChanged(customer_id=customer.pk, tag_code="idle_funds", action="added", source="rule"))
     with django_assert_num_queries(0):
         for _ in range(100):
-            on_tag_changed(customer.pk, "idle_funds", "added", "rule")
+            on_tag_changed(TagChanged(customer_id=customer.pk, tag_code="idle_funds", action="added", source="rule"))
 
 
 def test_pausing_a_journey_stops_its_trigger_at_once(sop_kit, client_of, operator):
@@ -47,9 +49,9 @@ def test_pausing_a_journey_stops_its_trigger_at_once(sop_kit, client_of, operato
 
     journey = sop_kit["publish"]([{"id": "a", "type": "task", "title": "x", "due_hours": 4}],
                                  trigger={"type": "tag_added", "tag": "margin_intent"})
-    on_tag_changed(client_of(1).pk, "margin_intent", "added", "rule")
+    on_tag_changed(TagChanged(customer_id=client_of(1).pk, tag_code="margin_intent", action="added", source="rule"))
     journey_set_status(actor=operator, journey=journey, status="paused")
-    on_tag_changed(client_of(2).pk, "margin_intent", "added", "rule")
+    on_tag_changed(TagChanged(customer_id=client_of(2).pk, tag_code="margin_intent", action="added", source="rule"))
     assert Enrollment.objects.count() == 1
 
 
