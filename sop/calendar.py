@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -59,7 +58,6 @@ def calendar_seed(*, start: date | None = None) -> int:
     with transaction.atomic():
         TradingDay.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=["day"],
                                        update_fields=["is_open", "source"])
-        _calendar_changed()
     return len(rows)
 
 
@@ -74,7 +72,6 @@ def trading_day_set(*, actor, day: date, is_open: bool, note: str = "") -> Tradi
                                "updated_at": timezone.now()})
         audit_record(actor=actor, action="sop.calendar_set", target_type="trading_day", target_id=day.isoformat(),
                      details={"is_open": is_open, "note": note})
-        _calendar_changed()
     return row
 
 
@@ -98,9 +95,6 @@ def next_trading_day(after: date) -> date:
     raise CalendarUnknown(expected)
 
 
-STATUS_CACHE_KEY = "sop:calendar_status:v1:{}"
-
-
 def calendar_status(today: date | None = None) -> dict:
     """Known future trading days and the last known day; ``warning`` when fewer than the minimum.
 
@@ -113,24 +107,6 @@ def calendar_status(today: date | None = None) -> dict:
     return {"future_trading_days": future_open, "last_known_day": last, "warning": warning,
             "minimum": MIN_FUTURE_TRADING_DAYS, "next_year": (last or today).year + 1,
             "demo_days": TradingDay.objects.filter(day__gt=today, source=TradingDay.Source.DEMO).count()}
-
-
-def calendar_status_cached(today: date | None = None) -> dict:
-    """``calendar_status`` for the banner on every page: cached until the calendar changes (or 10 minutes)."""
-    today = today or timezone.localdate()
-    key = STATUS_CACHE_KEY.format(today.isoformat())
-    status = cache.get(key)
-    if status is None:
-        status = calendar_status(today)
-        cache.set(key, status, 600)
-    return status
-
-
-def _calendar_changed() -> None:
-    """Forget the banner's status now and again on commit (a request in between may have cached the old one)."""
-    key = STATUS_CACHE_KEY.format(timezone.localdate().isoformat())
-    cache.delete(key)
-    transaction.on_commit(lambda: cache.delete(key), robust=True)
 
 
 def calendar_check(today: date | None = None) -> dict:
@@ -311,7 +287,6 @@ def calendar_notice_apply(*, actor, year: int, text: str) -> CalendarNotice:
                      details={"year": year, "open_days": notice.open_days,
                               "holidays": [f"{d.isoformat()} {name}" for d, _w, name in notice.holidays],
                               "changed": len(notice.changes), "manual_replaced": notice.manual_replaced})
-        _calendar_changed()
     return notice
 
 
@@ -325,6 +300,4 @@ def calendar_demo_extend(*, first: date, last: date) -> int:
             rows.append(TradingDay(day=day, is_open=day.weekday() < 5, source=TradingDay.Source.DEMO))
         day += timedelta(days=1)
     TradingDay.objects.bulk_create(rows, ignore_conflicts=True)
-    if rows:
-        _calendar_changed()
     return len(rows)

@@ -8,7 +8,7 @@ def calendar_banner(request):
     user = getattr(request, "user", None)
     if not (getattr(user, "is_authenticated", False) and user_may_use(user, "sop")):
         return {}
-    from sop.calendar import calendar_status_cached
+    from sop.calendar import calendar_status
 
-    status = calendar_status_cached()
+    status = calendar_status()  # two indexed queries; only for the roles that keep the calendar
     return {"calendar_banner": status} if status["warning"] else {}
