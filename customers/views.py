@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.crypto import mask_id_number, mask_mobile
 from core.errors import ApplicationError
 from core.scoping import scope_for
 from customers import selectors, services
@@ -73,7 +74,9 @@ def customer_list(request):
             error, status = err.message, err.status_code
     query = params.copy()
     query.pop("q", None)
+    _next_tasks_attach(user=request.user, customers=page.customers)
     context = {"form": form, "page": page, "query": query.urlencode(), "search_error": error,
+               "chips": _filter_chips(form, params),
                "can_search_pii": scope_for(request.user).personal_data,
                "today_cutoff": selectors.risk_expiry_cutoff(), "can_import": import_allowed(request.user)}
     if request.htmx and after:
@@ -84,6 +87,39 @@ def customer_list(request):
             response["HX-Push-Url"] = reverse("customers:list") + (f"?{context['query']}" if context["query"] else "")
         return response
     return render(request, "customers/list.html", context, status=status)
+
+
+def _next_tasks_attach(*, user, customers) -> None:
+    """Each list row's earliest open task as ``next_task`` (None without one), in one query."""
+    by_customer = {}
+    if customers:
+        tasks = (Task.objects.visible_to(user).filter(customer_id__in=[c.pk for c in customers],
+                                                      status=Task.Status.OPEN)
+                 .order_by("customer_id", "due_at", "id").distinct("customer_id"))
+        by_customer = {t.customer_id: t for t in tasks}
+    for customer in customers:
+        customer.next_task = by_customer.get(customer.pk)
+
+
+def _filter_chips(form, params) -> list[dict]:
+    """The active filters as chips: the field, the value's label, and the list's address without that value
+    (the search term never goes in an address; static/js/scrm.js removes a chip in place, keeping it)."""
+    chips = []
+    for name, field in form.fields.items():
+        if name == "sort":
+            continue
+        labels = {str(code): str(label) for code, label in getattr(field, "choices", [])}
+        for value in params.getlist(name):
+            rest = params.copy()
+            rest.setlist(name, [v for v in rest.getlist(name) if v != value])
+            rest.pop("q", None)
+            shown = labels.get(value, value)
+            if name == "q":  # a mobile or ID number typed as the search shows masked, like everywhere else
+                shown = {"mobile": mask_mobile, "id_number": mask_id_number}.get(
+                    selectors.customer_search_kind(value), str)(selectors.customer_search_term(value))
+            chips.append({"name": name, "code": value, "label": field.label, "value": shown,
+                          "url": reverse("customers:list") + (f"?{rest.urlencode()}" if rest else "")})
+    return chips
 
 
 @login_required

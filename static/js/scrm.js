@@ -10,6 +10,10 @@
 //   <select data-show-kinds="A">            shows the elements whose attribute A (space-separated values) holds
 //                                           the selected value and hides the others; applied on load too
 //   <div data-enter-changes>                Enter in one of its inputs fires "change" instead of submitting
+//   <form data-selection="S">               has the class has-selection while a checkbox matching S inside it is
+//                                           ticked; its [data-selection-count="… {n} …"] shows how many
+//   <a data-filter-remove="#id" data-filter-value="v">  a filter chip: empties that value of the control #id and
+//                                           submits the control's form (htmx answers in place); the href is the fallback
 (function () {
   "use strict";
 
@@ -17,6 +21,14 @@
     const attr = select.dataset.showKinds;
     document.querySelectorAll("[" + attr + "]").forEach(function (el) {
       el.hidden = !el.getAttribute(attr).split(" ").includes(select.value);
+    });
+  }
+
+  function syncSelection(form) {
+    const n = form.querySelectorAll(form.dataset.selection + ":checked").length;
+    form.classList.toggle("has-selection", n > 0);
+    form.querySelectorAll("[data-selection-count]").forEach(function (el) {
+      el.textContent = n > 0 ? el.dataset.selectionCount.replace("{n}", n) : "";
     });
   }
 
@@ -28,6 +40,8 @@
     if (el.matches("input[type=checkbox][data-check-all]")) {
       document.querySelectorAll(el.dataset.checkAll).forEach(function (box) { box.checked = el.checked; });
     }
+    const selection = el.closest("form[data-selection]");
+    if (selection) syncSelection(selection);
   });
 
   // capture phase: decided before htmx or any other listener of the form sees the submission
@@ -55,6 +69,19 @@
     if (clear) {
       const box = clear.closest(clear.dataset.clearClosest);
       if (box) box.replaceChildren();
+    }
+    const chip = event.target.closest("[data-filter-remove]");
+    if (chip) {
+      const control = document.querySelector(chip.dataset.filterRemove);
+      if (control && control.form && control.form.requestSubmit) {
+        event.preventDefault();
+        if (control instanceof HTMLSelectElement && control.multiple) {
+          Array.from(control.options).forEach(function (o) { if (o.value === chip.dataset.filterValue) o.selected = false; });
+        } else {
+          control.value = "";
+        }
+        control.form.requestSubmit();
+      }
     }
   });
 
