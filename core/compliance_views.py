@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.audit import audit_action_label, audit_details_text
 from core.exports import ExportAudit, export_response
 from core.models import Role
 from core.selectors import audit_actions, audit_list
@@ -61,11 +62,12 @@ def audit_export(request):
     def rows():
         for row in audit_list(filters=filters).iterator(chunk_size=2000):
             yield [timezone.localtime(row.created_at).isoformat(), row.actor_label, row.action,
-                   row.target_type, row.target_id, row.reason, row.ip_address or "", row.details]
+                   audit_action_label(row.action), row.target_type, row.target_id, row.reason, row.ip_address or "",
+                   "；".join(f"{label} {value}".strip() for label, value in audit_details_text(row.details))]
 
     return export_response(
         filename="audit-log.csv",
-        header=["time", "actor", "action", "target_type", "target", "reason", "ip", "details"],
+        header=["time", "actor", "action", "action_label", "target_type", "target", "reason", "ip", "details"],
         rows=rows(),
         audit=ExportAudit(actor=request.user, action="audit.export", target_type="audit_log",
                           ip_address=request.META.get("REMOTE_ADDR"),

@@ -55,3 +55,19 @@ def event_label(event_type: str) -> str:
     from customers.models import EVENT_TYPE_LABELS
 
     return str(EVENT_TYPE_LABELS.get(event_type, event_type))
+
+
+@register.filter
+def audit_action(code) -> str:
+    """An audit action in words (core/audit.py)."""
+    from core.audit import audit_action_label
+
+    return audit_action_label(str(code))
+
+
+@register.filter
+def audit_details(details) -> list:
+    """An audit row's details as (label, value) pairs in words (core/audit.py)."""
+    from core.audit import audit_details_text
+
+    return audit_details_text(details)
