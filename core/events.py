@@ -99,12 +99,10 @@ class WecomContactAdded(Event):
 
 @dataclass(frozen=True)
 class SegmentMembershipChanged(Event):
-    """A segment rebuild moved customers in or out."""
+    """A segment rebuild moved customers in or out (who: SegmentMemberChange rows of ``rebuild_id``)."""
 
     segment_id: int
     rebuild_id: int
-    entered_ids: tuple[int, ...] = ()
-    left_ids: tuple[int, ...] = ()
 
 
 _subscribers: dict[type[Event], list[Callable[[Event], None]]] = {}

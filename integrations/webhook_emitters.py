@@ -13,7 +13,7 @@ import logging
 
 from django.db import transaction
 
-from core.events import CustomersChanged, TagChanged, TaskCompleted, TierChanged, subscribe
+from core.events import CustomersChanged, SegmentMembershipChanged, TagChanged, TaskCompleted, TierChanged, subscribe
 from customers.models import Customer, Task
 from integrations.webhooks import WebhookEventType, webhook_event_emit, webhook_events_emit_sql
 
@@ -106,9 +106,44 @@ def task_completed_emit(event: TaskCompleted) -> None:
     )
 
 
+# one event carries at most this many customers; a bigger move of one branch is split into several events
+SEGMENT_EVENT_MAX_CUSTOMERS = 1000
+
+
+@_never_raise
+def segment_members_changed_emit(event: SegmentMembershipChanged) -> None:
+    """segment.members_changed: per branch of the moved customers, who joined and who left in one rebuild
+    (external ids; a branch-scoped subscriber only hears about its own branch)."""
+    webhook_events_emit_sql(
+        event_type=WebhookEventType.SEGMENT_MEMBERS_CHANGED,
+        select_sql=f"""
+            WITH moved AS (
+                SELECT c.branch_id, c.external_id, ch.action,
+                       (row_number() OVER (PARTITION BY c.branch_id ORDER BY ch.id) - 1) / %(chunk)s AS part
+                FROM segments_segmentmemberchange ch JOIN {Customer._meta.db_table} c ON c.id = ch.customer_id
+                WHERE ch.rebuild_id = %(rebuild)s)
+            SELECT jsonb_build_object(
+                       'segment', jsonb_build_object('id', s.id, 'name', s.name),
+                       'rebuild_id', r.id, 'size', r.size, 'at', r.finished_at, 'branch', b.code,
+                       'joined', COALESCE(jsonb_agg(m.external_id ORDER BY m.external_id)
+                                          FILTER (WHERE m.action = 'joined'), '[]'::jsonb),
+                       'left', COALESCE(jsonb_agg(m.external_id ORDER BY m.external_id)
+                                        FILTER (WHERE m.action = 'left'), '[]'::jsonb)),
+                   m.branch_id
+            FROM moved m
+            JOIN segments_segmentrebuild r ON r.id = %(rebuild)s
+            JOIN segments_segment s ON s.id = r.segment_id
+            LEFT JOIN core_branch b ON b.id = m.branch_id
+            GROUP BY s.id, s.name, r.id, r.size, r.finished_at, b.code, m.branch_id, m.part
+            ORDER BY b.code, m.part""",
+        params={"rebuild": event.rebuild_id, "chunk": SEGMENT_EVENT_MAX_CUSTOMERS},
+    )
+
+
 def subscriptions() -> None:
-    """Customer, tag, tier and task changes become webhook outbox events."""
+    """Customer, tag, tier, task and segment membership changes become webhook outbox events."""
     subscribe(CustomersChanged, customers_changed_emit)
     subscribe(TagChanged, tag_changed_emit)
     subscribe(TierChanged, tier_changed_emit)
     subscribe(TaskCompleted, task_completed_emit)
+    subscribe(SegmentMembershipChanged, segment_members_changed_emit)

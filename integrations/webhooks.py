@@ -88,6 +88,7 @@ class WebhookEventType(models.TextChoices):
     TASK_COMPLETED = "task.completed", _("任务完成")
     SOP_STEP_DONE = "sop.step_done", _("SOP 步骤完成")
     WECOM_CONTACT_ADDED = "wecom.contact_added", _("企业微信添加客户")
+    SEGMENT_MEMBERS_CHANGED = "segment.members_changed", _("客群成员变化")
 
 
 

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.events import SegmentMembershipChanged, emit
 from core.models import Role
 from core.services import audit_record
 from segments.models import Segment, SegmentAction, SegmentExport, SegmentRebuild, SegmentSizeDaily, SegmentSnapshot
@@ -242,6 +243,8 @@ def segment_rebuild(*, segment_id, requested_by="") -> SegmentRebuild:
                 finished_at=finished)
             Segment.objects.filter(pk=segment.pk).update(member_count=size, rebuilt_at=finished)
             _sizes_record(segment_id=segment.pk, day=timezone.localdate(finished), size=size)
+            if added or removed:  # who moved is in SegmentMemberChange (rebuild_id); the event names the rebuild
+                emit(SegmentMembershipChanged(segment_id=segment.pk, rebuild_id=rebuild.pk))
             rebuild.refresh_from_db()
             return rebuild
     except Segment.DoesNotExist:

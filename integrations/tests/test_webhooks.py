@@ -379,6 +379,43 @@ def test_tier_changes_are_one_event_per_changed_customer(db, queued, django_capt
     assert WebhookEvent.objects.count() == 3
 
 
+def test_segment_rebuild_tells_each_branch_who_joined_and_left(db, queued, django_capture_on_commit_callbacks):
+    from customers.models import Customer
+    from segments.models import Segment
+    from segments.services import segment_rebuild
+
+    sh = Branch.objects.create(code="SH01", name="SH01 营业部")
+    bj = Branch.objects.create(code="BJ01", name="BJ01 营业部")
+    firm = subscribe("https://hooks.invalid/firm", event_types=["segment.members_changed"])
+    sh_only = subscribe("https://hooks.invalid/sh", event_types=["segment.members_changed"],
+                        api_client=api_client_for("sh-erp", branch=sh))
+    risky = {"op": "and", "rules": [{"type": "attribute", "field": "risk_level", "op": "in", "value": ["C4", "C5"]}]}
+    segment = Segment.objects.create(name="高风险", rule=risky)
+    bj_a, bj_b = CustomerFactory(branch=bj, risk_level="C4"), CustomerFactory(branch=bj, risk_level="C5")
+    sh_a = CustomerFactory(branch=sh, risk_level="C4")
+    CustomerFactory(branch=sh, risk_level="C2")
+    with django_capture_on_commit_callbacks(execute=True):
+        rebuild = segment_rebuild(segment_id=segment.pk)
+    by_branch = {p["branch"]: p for p in event_payloads("segment.members_changed")}
+    assert set(by_branch) == {"BJ01", "SH01"}
+    assert by_branch["BJ01"]["joined"] == sorted([bj_a.external_id, bj_b.external_id])
+    assert by_branch["SH01"] == {"segment": {"id": segment.pk, "name": "高风险"}, "rebuild_id": rebuild.pk,
+                                 "size": 3, "at": by_branch["SH01"]["at"], "branch": "SH01",
+                                 "joined": [sh_a.external_id], "left": []}
+    # the branch-scoped subscriber hears only about its branch; the firm-wide one about both
+    assert WebhookDelivery.objects.filter(subscription=sh_only).count() == 1
+    assert WebhookDelivery.objects.filter(subscription=firm).count() == 2
+
+    Customer.objects.filter(pk=bj_b.pk).update(risk_level="C3")
+    with django_capture_on_commit_callbacks(execute=True):
+        segment_rebuild(segment_id=segment.pk)
+    last = WebhookEvent.objects.filter(event_type="segment.members_changed").latest("pk").payload
+    assert (last["branch"], last["joined"], last["left"], last["size"]) == ("BJ01", [], [bj_b.external_id], 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        segment_rebuild(segment_id=segment.pk)  # nobody moved: no event
+    assert WebhookEvent.objects.filter(event_type="segment.members_changed").count() == 3
+
+
 # --- pages ---------------------------------------------------------------------------------
 
 def test_admin_creates_a_subscription_sees_the_secret_once_and_deletes_it(client, admin_user, queued):
