@@ -202,5 +202,28 @@ class SegmentAction(models.Model):
     created_at = models.DateTimeField(_("时间"), db_default=Now())
     finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
 
+    # what the action page shows instead of the stored keys (a kind registered by another app may add keys:
+    # an unknown one is shown as it is stored)
+    PARAM_LABELS = {"tag": _("标签"), "title": _("任务标题"), "due_days": _("期限（天）"), "journey_id": _("旅程"),
+                    "group_id": _("群")}
+    RESULT_LABELS = {"members": _("成员"), "changed": _("有变化"), "created": _("新建任务"), "skipped": _("跳过"),
+                     "entered": _("进入旅程"), "requested": _("请求邀请"), "already_member": _("已在群内"),
+                     "already_invited": _("已有邀请任务"), "no_advisor": _("无在职投顾"), "out_of_scope": _("不在数据范围")}
+    RESULT_HIDDEN = ("affected", "tag_name", "journey", "group_id", "group_name")  # shown elsewhere on the row
+
     class Meta:
         ordering = ["-created_at", "-pk"]
+
+    def params_display(self) -> list[tuple[str, str]]:
+        """The parameters as (label, value): a tag, journey or group by the name the run recorded in its result."""
+        result = self.result or {}
+        names = {"tag": result.get("tag_name"), "journey_id": result.get("journey"), "group_id": result.get("group_name")}
+        return [(str(self.PARAM_LABELS.get(key, key)), str(names.get(key) or value))
+                for key, value in (self.params or {}).items()]
+
+    def result_display(self) -> list[tuple[str, object]]:
+        """The result as (label, value), in the order of RESULT_LABELS (jsonb does not keep the written order)."""
+        result = self.result or {}
+        keys = [k for k in self.RESULT_LABELS if k in result] + sorted(
+            k for k in result if k not in self.RESULT_LABELS and k not in self.RESULT_HIDDEN)
+        return [(str(self.RESULT_LABELS.get(key, key)), result[key]) for key in keys]

@@ -448,10 +448,10 @@ def _action_tags(action: SegmentAction, customers, *, add: bool) -> dict:
     tag = Tag.objects.get(code=action.params["tag"])
     members = customers.count()
     if not members:
-        return {"members": 0, "changed": 0}
+        return {"members": 0, "changed": 0, "tag_name": tag.name}
     changed = customer_tags_bulk_set(customers=customers, tag=tag, add=add, actor=action.created_by,
                                      evidence=f"客群批量操作：{action.segment.name}")
-    return {"members": members, "changed": changed, "affected": changed}
+    return {"members": members, "changed": changed, "affected": changed, "tag_name": tag.name}
 
 
 def _action_tasks(action: SegmentAction, customers) -> dict:

@@ -1,5 +1,6 @@
 """Bulk actions on a segment: tags and tasks, set-based, limited to the actor's scope; bad params store nothing."""
 
+import re
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -70,6 +71,18 @@ def test_tasks_go_to_each_members_advisor_and_members_without_one_are_skipped(wo
     assert task.source == "segment" and "高净值" in task.source_label
     # due 7 days from when the action ran, on the clock the service reads (created_at is stamped by PostgreSQL's)
     assert before + timedelta(days=7) <= task.due_at <= after + timedelta(days=7)
+
+
+@pytest.mark.django_db
+def test_the_action_list_says_what_was_done_in_words(client, world, operator):
+    run(operator, world["segment"], "tasks", {"title": "季度回访", "due_days": 7})
+    run(operator, world["segment"], "tag_add", {"tag": "margin_intent"})
+    client.force_login(operator)
+    rows = "".join(re.findall(r'data-testid="action-row".*?</tr>', client.get(
+        f"/segments/{world['segment'].pk}/").content.decode(), re.S))
+    assert "任务标题：季度回访；期限（天）：7" in rows and "成员 3；新建任务 2；跳过 1" in rows
+    assert "标签：" + Tag.objects.get(code="margin_intent").name in rows
+    assert "created" not in rows and "due_days" not in rows and "margin_intent" not in rows
 
 
 @pytest.mark.django_db
