@@ -194,7 +194,7 @@ def main() -> None:
     print(f"\n{'kind':<6} {'users':>5} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p95 vs 1 user':>14}")
     for kind in ("api", "pages"):
         b95 = _p(baseline.times[kind], 95)
-        for label, rec, users in (("1", baseline, 1), (str(args.users // 2), load, args.users // 2)):
+        for label, rec in (("1", baseline), (str(args.users // 2), load)):
             p95 = _p(rec.times[kind], 95)
             ratio = "" if rec is baseline else f"{p95 / b95:.1f}×"
             print(f"{kind:<6} {label:>5} {len(rec.times[kind]):>9} {len(rec.errors[kind]):>7} "
