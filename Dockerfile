@@ -11,7 +11,8 @@ COPY . .
 COPY --from=assets /app/node_modules ./node_modules
 RUN pip install . \
  && python -m babel.messages.frontend compile -d locale -D django \
- && DJANGO_SECRET_KEY=build-only DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
+ && DJANGO_SECRET_KEY=build-only SCRM_FIELD_KEYS=build-only SCRM_BLIND_INDEX_KEY=build-only \
+    DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput -v0 \
  && rm -rf node_modules \
  && useradd --create-home scrm

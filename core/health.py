@@ -20,8 +20,12 @@ def check_database() -> tuple[bool, str]:
     connection = connections.create_connection("default")  # not the request's: it may be the one that hangs
     try:
         with connection.cursor() as cur:
-            cur.execute("SET statement_timeout = 1000")
+            # SET LOCAL in a transaction of its own: with the connection pool this may be a pooled connection, and
+            # a plain SET would leave the 1 s limit on it for the requests that borrow it next
+            cur.execute("BEGIN")
+            cur.execute("SET LOCAL statement_timeout = 1000")
             cur.execute("SELECT 1")
+            cur.execute("ROLLBACK")
         return True, "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means "down"
         return False, type(exc).__name__

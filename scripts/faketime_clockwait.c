@@ -1,4 +1,4 @@
-/* Companion to Debian's libfaketime for `make test-faketime`.
+/* Companion to Debian's libfaketime for `make test-shifted`.
  *
  * libfaketime moves CLOCK_MONOTONIC along with the wall clock but does not intercept the glibc 2.30+
  * "clockwait" calls that take an absolute deadline on a named clock. CPython 3.11 waits on locks

@@ -11,7 +11,8 @@ def test_docker_compose_file_is_valid():
                                                          capture_output=True).returncode != 0:
         pytest.skip("docker compose is not installed on this machine (the structural test below still runs)")
     result = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True,
-                            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "DJANGO_SECRET_KEY": "x" * 50})
+                            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "DJANGO_SECRET_KEY": "x" * 50,
+                                 "SCRM_FIELD_KEYS": "k", "SCRM_BLIND_INDEX_KEY": "b"})
     assert result.returncode == 0, result.stderr
 
 
@@ -28,6 +29,7 @@ def test_compose_runs_every_part_of_the_product():
         env = services[name]["environment"]
         assert env["SCRM_ENV"] == "production" and env["DATABASE_URL"].startswith("postgres://")
         assert env["REDIS_URL"].startswith("redis://")
+        assert "?" in env["SCRM_FIELD_KEYS"] and "?" in env["SCRM_BLIND_INDEX_KEY"]  # required: no default
     assert "ports" not in services["worker"] and "container_name" not in services["worker"], "worker must scale"
     assert services["worker"]["command"][:4] == ["celery", "-A", "scrm", "worker"]
     assert services["webhooks"]["command"][4:6] == ["-Q", "webhooks"]  # deliveries never wait behind SOP sends

@@ -74,3 +74,28 @@ def test_healthz_answers_503_when_redis_stops(tmp_path):
             web.wait(10)
         if redis.poll() is None:
             redis.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_check_leaves_a_pooled_connection_as_it_found_it(monkeypatch):
+    """In a web process the check borrows a connection from the pool; the next request that gets that connection
+    must still have the normal statement timeout, not the check's 1 s."""
+    from django.db import connection, connections
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from core import health
+
+    settings_dict = {**connection.settings_dict, "CONN_MAX_AGE": 0,
+                     "OPTIONS": {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 1}}}
+    # a pooled twin of the default connection (the pool belongs to the alias, as in a web process)
+    monkeypatch.setattr(connections, "create_connection", lambda alias: DatabaseWrapper(settings_dict, "default"))
+    try:
+        assert health.check_database() == (True, "ok")
+        borrower = DatabaseWrapper(settings_dict, "default")  # the pool's only connection again
+        with borrower.cursor() as cur:
+            cur.execute("SHOW statement_timeout")
+            after = cur.fetchone()[0]
+        borrower.close()
+        assert after != "1s"
+    finally:
+        DatabaseWrapper(settings_dict, "default").close_pool()

@@ -39,13 +39,16 @@ def test_production_refuses_debug_and_default_secret():
     env = {"SCRM_ENV": "production"}
     no_secret = _django_check(env | {"DJANGO_SECRET_KEY": ""})
     assert no_secret.returncode != 0 and "DJANGO_SECRET_KEY" in no_secret.stderr
+    no_keys = _django_check(env | {"DJANGO_SECRET_KEY": "x" * 60, "SCRM_FIELD_KEYS": "", "SCRM_BLIND_INDEX_KEY": ""})
+    assert no_keys.returncode != 0 and "SCRM_BLIND_INDEX_KEY" in no_keys.stderr
 
 
 @pytest.mark.django_db
 def test_check_deploy_is_clean_under_production_settings():
     result = _django_check(
         {"SCRM_ENV": "production", "DJANGO_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789" * 2,
-         "DJANGO_ALLOWED_HOSTS": "scrm.example.com"},
+         "DJANGO_ALLOWED_HOSTS": "scrm.example.com", "SCRM_FIELD_KEYS": "aGVsbG8taGVsbG8taGVsbG8taGVsbG8taGVsbG8tMDE=",
+         "SCRM_BLIND_INDEX_KEY": "blind-" + "k" * 40},
         "--deploy", "--fail-level", "WARNING",
     )
     assert result.returncode == 0, result.stdout + result.stderr
