@@ -13,3 +13,9 @@ class CoreConfig(AppConfig):
         from core.logging import uvicorn_redact_install
 
         uvicorn_redact_install()
+
+        from axes.signals import user_locked_out
+
+        from core.staff_services import staff_lockout_record
+
+        user_locked_out.connect(staff_lockout_record, dispatch_uid="core.staff_lockout_record")

@@ -105,6 +105,15 @@ class SegmentMembershipChanged(Event):
     rebuild_id: int
 
 
+@dataclass(frozen=True)
+class GroupMembersChanged(Event):
+    """Clients joined or left a community group (WeCom sync, callbacks, dismissal): customer ids of each."""
+
+    group_id: int
+    joined_customer_ids: tuple[int, ...] = ()
+    left_customer_ids: tuple[int, ...] = ()
+
+
 _subscribers: dict[type[Event], list[Callable[[Event], None]]] = {}
 
 

@@ -2,6 +2,9 @@ import re
 import uuid
 
 from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.urls import Resolver404, resolve, reverse
 from django.utils import translation
 
 from core.logging import request_id_var
@@ -46,3 +49,32 @@ class LanguageMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Language", request.LANGUAGE_CODE)
         return response
+
+
+class PasswordChangeRequiredMiddleware:
+    """A staff member whose password an admin set (a new account, a reset) reaches only the password change page,
+    logout and the language switch until they choose their own (``User.must_change_password``, cleared by
+    core.staff_views.OwnPasswordChangeView). The REST API (keys, not sessions) is not affected."""
+
+    ALLOWED = {"password_change", "password_change_done", "logout", "login", "set_language"}
+    PASS_PREFIXES = ("/api/", "/static/", "/healthz")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith(self.PASS_PREFIXES):
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated and getattr(user, "must_change_password", False):
+                try:
+                    name = resolve(request.path_info).view_name
+                except Resolver404:
+                    name = None
+                if name not in self.ALLOWED:
+                    target = reverse("password_change")
+                    if request.headers.get("HX-Request"):
+                        response = HttpResponse(status=204)
+                        response["HX-Redirect"] = target
+                        return response
+                    return redirect(target)
+        return self.get_response(request)

@@ -39,6 +39,9 @@ class User(AbstractUser):
     employee_code = models.CharField(_("工号"), max_length=32, unique=True, null=True, blank=True)
     wecom_userid = models.CharField(_("企业微信 userid"), max_length=64, unique=True, null=True, blank=True)
     display_name = models.CharField(_("姓名"), max_length=50, blank=True)
+    # set when an admin creates the account or resets its password; core.middleware.PasswordChangeRequiredMiddleware
+    # sends the user to the password change page until they choose their own
+    must_change_password = models.BooleanField(_("下次登录须修改密码"), default=False)
 
     class Meta:
         verbose_name = _("员工")

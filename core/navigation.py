@@ -39,8 +39,10 @@ NAV_ITEMS = [
     NavItem("dashboard", _("看板"), "dashboards:index", MANAGERS | {Role.ADVISOR, Role.OPERATOR}),
     NavItem("analyses", _("分析"), "dashboards:analyses_funnel", MANAGERS | {Role.OPERATOR}),
     NavItem("compliance", _("合规"), "compliance:index", frozenset({Role.COMPLIANCE, Role.ADMIN})),
+    NavItem("custom_fields", _("自定义字段"), "customers:custom_field_list", frozenset({Role.ADMIN})),
     NavItem("integrations", _("集成"), "integrations:index", frozenset({Role.ADMIN})),
     NavItem("settings", _("设置"), "admin:index", frozenset({Role.ADMIN})),
+    NavItem("users", _("用户与权限"), "staff:list", frozenset({Role.ADMIN})),
 ]
 
 

@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
+    "core.middleware.PasswordChangeRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "scrm.urls"
@@ -371,6 +372,9 @@ LOGGING = {
 # --- personal data (see core/crypto.py) ---------------------------------------------------
 SCRM_FIELD_KEYS = env.list("SCRM_FIELD_KEYS", default=[])
 SCRM_BLIND_INDEX_KEY = env("SCRM_BLIND_INDEX_KEY", default="")
+if PRODUCTION and not (any(k.strip() for k in SCRM_FIELD_KEYS) and SCRM_BLIND_INDEX_KEY):
+    # fail at start (the migrate container, every process), not at the first mobile number written
+    raise ImproperlyConfigured("Set SCRM_FIELD_KEYS and SCRM_BLIND_INDEX_KEY when SCRM_ENV=production")
 # exact searches by mobile or ID number (customers.services.customer_search): per user and window, then 429
 CUSTOMER_PII_SEARCH_LIMIT = env.int("CUSTOMER_PII_SEARCH_LIMIT", default=30)
 CUSTOMER_PII_SEARCH_WINDOW_SECONDS = env.int("CUSTOMER_PII_SEARCH_WINDOW_SECONDS", default=3600)

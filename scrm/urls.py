@@ -15,6 +15,7 @@ urlpatterns = [
     path("customers/", include("customers.urls_import")),
     path("tags/", include("tagging.urls")),
     path("compliance/", include("core.urls_compliance")),
+    path("settings/users/", include("core.urls_staff")),
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/", include("core.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

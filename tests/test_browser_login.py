@@ -16,7 +16,8 @@ EXPECTED_NAV = {
                  "dashboard", "analyses"},
     "compliance": {"home", "customers", "compliance"},
     "admin": {"home", "customers", "tasks", "tags", "tiers", "segments", "sop", "groups", "wecom", "contact_ways",
-              "transfers", "dashboard", "analyses", "compliance", "integrations", "settings"},
+              "transfers", "dashboard", "analyses", "compliance", "integrations", "settings", "users",
+              "custom_fields"},
 }
 
 
