@@ -36,7 +36,13 @@ funnel_stage       开户进度 开户阶段 funnel_stage
 region             地区 所在地区 region
 occupation         职业 occupation
 lifecycle_stage    生命周期 生命周期阶段 lifecycle_stage
+custom fields      cf:<code> for every field; its name (label) too, when no
+                   column above and no other field uses the same name
 =================  ==========================================================
+
+Custom field columns (customers/custom_fields.py) are validated per the field's definition (text length, number
+range, date, options; a multiple choice as options separated by , 、 ; or |). A column of a deactivated field, or
+``cf:`` with an unknown code, fails the header like any unknown column.
 
 An unknown or repeated column, or a missing 客户号/姓名 column, fails the job before any row
 is read: a misspelt "手机" column must not be dropped silently.
@@ -432,8 +438,31 @@ def _table_open(path: Path) -> Iterator[tuple[int, Iterator]]:
             yield max(count - 1, 0), csv.reader(f, delimiter=delimiter)
 
 
+def custom_field_columns(definitions=None) -> dict[str, str]:
+    """Header key → ``cf:<code>`` for the custom fields: ``cf:<code>`` for every field (deactivated ones too, so
+    their column is named as such), and the label of an active field when it is unambiguous (no built-in column
+    and no other active field has the same name)."""
+    from customers.custom_fields import COLUMN_PREFIX, definitions_by_code
+
+    definitions = definitions_by_code() if definitions is None else definitions
+    columns = {_header_key(f"{COLUMN_PREFIX}{code}"): f"{COLUMN_PREFIX}{code}" for code in definitions}
+    labels: dict[str, list[str]] = {}
+    for definition in definitions.values():
+        if definition.active:
+            labels.setdefault(_header_key(definition.label), []).append(definition.code)
+    for key, codes in labels.items():
+        if len(codes) == 1 and key not in _HEADER_TO_FIELD and key not in columns:
+            columns[key] = f"{COLUMN_PREFIX}{codes[0]}"
+    return columns
+
+
 def import_header_map(header) -> tuple[list[str | None], list[tuple[str, str]]]:
-    """Field per column (None = blank header, ignored) and header problems as (column, reason)."""
+    """Field per column (None = blank header, ignored) and header problems as (column, reason). Custom field
+    columns map to ``cf:<code>``."""
+    from customers.custom_fields import COLUMN_PREFIX, definitions_by_code
+
+    definitions = definitions_by_code()
+    custom_columns = custom_field_columns(definitions)
     fields: list[str | None] = []
     problems: list[tuple[str, str]] = []  # (column, reason)
     seen: dict[str, str] = {}
@@ -442,8 +471,13 @@ def import_header_map(header) -> tuple[list[str | None], list[tuple[str, str]]]:
         if not text:
             fields.append(None)
             continue
-        field = _HEADER_TO_FIELD.get(_header_key(text))
-        if field is None:
+        field = _HEADER_TO_FIELD.get(_header_key(text)) or custom_columns.get(_header_key(text))
+        if field is not None and field.startswith(COLUMN_PREFIX) and not definitions[field[len(COLUMN_PREFIX):]].active:
+            problems.append((text, _("自定义字段已停用")))
+            field = None
+        elif field is None and _header_key(text).startswith(COLUMN_PREFIX):
+            problems.append((text, _("未知的自定义字段")))
+        elif field is None:
             problems.append((text, _("未知列")))
         elif field in seen:
             problems.append((text, _("与“%(other)s”列重复") % {"other": seen[field]}))
@@ -701,5 +735,13 @@ def import_report_open(*, actor, job: ImportJob, ip_address: str | None = None):
 
 
 def import_template_header() -> list[str]:
-    """The header row of the downloadable template: the first Chinese name of each field."""
-    return [COLUMN_ALIASES[field][0] for field in FIELDS]
+    """The header row of the downloadable template: the first Chinese name of each field, then each active custom
+    field by its name (or ``cf:<code>`` when the name is ambiguous)."""
+    from customers.custom_fields import definitions_active
+
+    columns = custom_field_columns()
+    custom = []
+    for definition in definitions_active():
+        label_key = _header_key(definition.label)
+        custom.append(definition.label if columns.get(label_key) == f"cf:{definition.code}" else f"cf:{definition.code}")
+    return [COLUMN_ALIASES[field][0] for field in FIELDS] + custom

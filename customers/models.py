@@ -1,7 +1,7 @@
 from datetime import date
 
 from django.conf import settings
-from django.contrib.postgres.indexes import BrinIndex
+from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Now
@@ -100,6 +100,10 @@ class Customer(models.Model):
     id_number_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
     id_number_masked = models.CharField(_("身份证号"), max_length=24, blank=True, default="")
     last_contact_at = models.DateTimeField(_("最近联系"), null=True, blank=True)
+    # values of the admin-defined fields (CustomFieldDefinition), {code: value}, validated by customers/custom_fields.py;
+    # a database default too, because the set-based writers (ingest, demo COPY) insert without naming it
+    custom_fields = models.JSONField(_("自定义字段"), default=dict, blank=True,
+                                     db_default=Value({}, output_field=models.JSONField()))
     created_at = models.DateTimeField(_("创建时间"), db_default=Now())
     updated_at = models.DateTimeField(_("更新时间"), db_default=Now())
 
@@ -127,6 +131,9 @@ class Customer(models.Model):
             models.Index(fields=["lifecycle_stage", "id"], name="cust_lifecycle"),
             # age conditions of segment rules (compiled to a birth_date range): index-only, joined to a tier / tag set
             models.Index(fields=["birth_date", "id"], name="cust_birth"),
+            # custom field conditions (list filter, segment rules): equality and choices as containment (@>), "has a
+            # value" as ?; jsonb_ops rather than jsonb_path_ops because the latter cannot answer ?
+            GinIndex(fields=["custom_fields"], name="cust_custom_fields"),
         ]
         constraints = [
             models.CheckConstraint(name="customer_risk_level_valid",
@@ -281,6 +288,9 @@ class Touch(models.Model):
 
     BOOKKEEPING_SOURCES = ("wecom_add", "wecom_deleted")
     NOT_OUTREACH_SOURCES = ("wecom_welcome", "wecom_deleted")
+    SOURCE_LABELS = {"manual": _("手动记录"), "sop": _("SOP 旅程"), "wecom_welcome": _("渠道活码欢迎语"),
+                     "wecom_add": _("企业微信添加"), "wecom_deleted": _("企业微信删除"), "wecom_chat": _("企业微信聊天"),
+                     "demo": _("演示数据"), "import": _("导入")}
 
     class Channel(models.TextChoices):
         WECOM = "wecom", _("企业微信")
@@ -319,6 +329,11 @@ class Touch(models.Model):
         verbose_name = _("触达")
         verbose_name_plural = _("触达")
         indexes = [models.Index(fields=["customer", "-occurred_at"], name="touch_customer_time")]
+
+    @property
+    def source_label(self) -> str:
+        """The source in words ("sop:<journey id>" is an SOP journey's touch)."""
+        return str(self.SOURCE_LABELS.get(self.source.split(":", 1)[0], self.source))
 
 
 class Note(models.Model):
@@ -472,3 +487,63 @@ class ImportJobError(models.Model):
         verbose_name = _("导入错误")
         verbose_name_plural = _("导入错误")
         indexes = [models.Index(fields=["job", "row_number", "id"], name="importerror_job_row")]
+
+
+# =============================================================================================
+# Custom fields (customers/custom_fields.py). Defined by admins; the values live in Customer.custom_fields.
+# =============================================================================================
+
+class CustomFieldType(models.TextChoices):
+    TEXT = "text", _("文本")
+    NUMBER = "number", _("数字")
+    DATE = "date", _("日期")
+    CHOICE = "choice", _("单选")
+    MULTI_CHOICE = "multi_choice", _("多选")
+
+
+CUSTOM_FIELD_CODE_RE = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class CustomFieldDefinition(models.Model):
+    """One admin-defined field on customers. ``code`` (the key in Customer.custom_fields, the API and the rule
+    language) and ``type`` never change once created, so no stored value is ever reinterpreted; deactivating
+    hides the field and keeps its values; an option taken out of ``options`` stays readable on the customers
+    who hold it, flagged (customers/custom_fields.py)."""
+
+    code = models.CharField(_("代码"), max_length=40, unique=True,
+                            help_text=_("小写字母开头，只含小写字母、数字和下划线；创建后不能修改"))
+    label = models.CharField(_("名称"), max_length=50)
+    type = models.CharField(_("类型"), max_length=12, choices=CustomFieldType.choices)
+    options = models.JSONField(_("选项"), default=list, blank=True)
+    required = models.BooleanField(_("必填"), default=False)
+    min_value = models.DecimalField(_("最小值"), max_digits=20, decimal_places=6, null=True, blank=True)
+    max_value = models.DecimalField(_("最大值"), max_digits=20, decimal_places=6, null=True, blank=True)
+    max_length = models.PositiveIntegerField(_("最大长度"), null=True, blank=True)
+    active = models.BooleanField(_("启用"), default=True)
+    order = models.PositiveIntegerField(_("排序"), default=0)
+    created_at = models.DateTimeField(_("创建时间"), db_default=Now())
+    updated_at = models.DateTimeField(_("更新时间"), db_default=Now())
+
+    class Meta:
+        ordering = ["order", "id"]
+        verbose_name = _("自定义字段")
+        verbose_name_plural = _("自定义字段")
+        constraints = [
+            models.CheckConstraint(name="customfield_type_valid",
+                                   condition=models.Q(type__in=[t.value for t in CustomFieldType])),
+            models.CheckConstraint(name="customfield_code_format", condition=models.Q(code__regex=CUSTOM_FIELD_CODE_RE)),
+            models.CheckConstraint(name="customfield_min_not_above_max",
+                                   condition=models.Q(min_value__isnull=True) | models.Q(max_value__isnull=True)
+                                   | models.Q(min_value__lte=F("max_value"))),
+        ]
+
+    def __str__(self):
+        return f"{self.label}（{self.code}）"
+
+    @property
+    def min_text(self) -> str:
+        return "" if self.min_value is None else format(self.min_value.normalize(), "f")
+
+    @property
+    def max_text(self) -> str:
+        return "" if self.max_value is None else format(self.max_value.normalize(), "f")

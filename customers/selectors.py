@@ -143,6 +143,11 @@ def customer_filter(qs, *, filters: dict, personal_data: bool = False):
         from tagging.tiers import customer_filter_by_tier
 
         qs = customer_filter_by_tier(qs, f)
+    if f.get("custom"):  # [{"code", "field_type", "op", "value"}] from the form's custom field filters
+        from customers.custom_fields import custom_field_q
+
+        for condition in f["custom"]:
+            qs = qs.filter(custom_field_q(**condition))
     return qs
 
 

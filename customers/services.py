@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.crypto import blind_index, decrypt, mask_id_number, mask_mobile
 from core.errors import ApplicationError
-from core.events import NoteCreated, TaskCompleted, emit
+from core.events import CustomersChanged, NoteCreated, TaskCompleted, emit
 from core.scoping import scope_for
 from core.services import audit_record
 from customers import selectors
@@ -115,6 +115,8 @@ class TasksCreated:
     out_of_scope: int = 0  # the assignee may not see the customer (or is inactive): no task
     no_assignee: int = 0  # nobody to give it to (a customer without an advisor)
     already: int = 0  # an open task of the same source exists (``skip_open``) or one was made since ``skip_since``
+    would_create: int = 0  # ``dry_run``: how many tasks the same call would create ...
+    assignees: int = 0  # ... for how many different assignees
 
 
 _TASK_ROWS = "customers_task_rows"
@@ -123,14 +125,16 @@ _TASK_ROWS = "customers_task_rows"
 @transaction.atomic
 def tasks_create(*, source: str, rows=None, customers=None, title: str = "", due_at: datetime | None = None,
                  source_label: str = "", skip_open: bool = False, skip_since: datetime | None = None,
-                 now: datetime | None = None) -> TasksCreated:
+                 now: datetime | None = None, dry_run: bool = False) -> TasksCreated:
     """The one way tasks are created (manual, SOP steps, a segment's bulk action, churn follow-ups, group invites):
     set-based, and never for an assignee who may not see the customer (core.scoping, the same rule as every page).
 
     ``rows``: dicts with ``customer_id``, ``assignee_id`` and optionally ``title``, ``due_at``, ``source_label``;
     or ``customers``: a Customer queryset, each task for the customer's advisor. The other arguments are the
     defaults for every row. ``skip_open`` / ``skip_since`` leave out customers that already have an open task of
-    this source / one made since then. Returns the new ids in row order and what was skipped."""
+    this source / one made since then. Returns the new ids in row order and what was skipped. ``dry_run`` creates
+    nothing and returns what the same call would create (``would_create``, ``assignees``): a confirmation page
+    counts with the creator itself."""
     from core.scoping import staff_sees_customer_sql
 
     if source not in Task.Source.values:
@@ -155,13 +159,25 @@ def tasks_create(*, source: str, rows=None, customers=None, title: str = "", due
                          [str(r.get("source_label") or source_label)[:200] for r in rows]])
         existing = ("EXISTS (SELECT 1 FROM customers_task k WHERE k.customer_id = r.customer_id AND k.source = %s "
                     "AND ((%s AND k.status = 'open') OR k.created_at >= %s))")
-        cur.execute(f"""
+        checked = f"""
             WITH checked AS (
                 SELECT r.*, u.id IS NOT NULL AS has_assignee,
                        u.id IS NOT NULL AND {staff_sees_customer_sql(staff='u', customer='c')} AS in_scope,
                        {existing} AS exists_already
                 FROM {_TASK_ROWS} r JOIN customers_customer c ON c.id = r.customer_id
-                LEFT JOIN core_user u ON u.id = r.assignee_id),
+                LEFT JOIN core_user u ON u.id = r.assignee_id)"""
+        if dry_run:
+            cur.execute(f"""{checked}
+                SELECT count(*) FILTER (WHERE in_scope AND NOT exists_already),
+                       count(DISTINCT assignee_id) FILTER (WHERE in_scope AND NOT exists_already),
+                       count(*) FILTER (WHERE has_assignee AND NOT in_scope), count(*) FILTER (WHERE NOT has_assignee),
+                       count(*) FILTER (WHERE in_scope AND exists_already)
+                FROM checked""", [source, skip_open, skip_since or datetime.max.replace(tzinfo=UTC)])
+            would, assignees, out_of_scope, no_assignee, already = cur.fetchone()
+            cur.execute(f"TRUNCATE {_TASK_ROWS}")
+            return TasksCreated(would_create=would, assignees=assignees, out_of_scope=out_of_scope,
+                                no_assignee=no_assignee, already=already)
+        cur.execute(f"""{checked},
             made AS (
                 INSERT INTO customers_task (customer_id, assignee_id, title, due_at, source, source_label, status,
                                             outcome, outcome_note, created_at)
@@ -209,3 +225,212 @@ def task_complete(*, user, task: Task, outcome: str, note: str = "") -> Task:
     emit(TaskCompleted(task_id=task.pk))
     return task
 
+
+
+# --- custom fields (customers/custom_fields.py) ----------------------------------------------------
+
+def _definition_error(field: str, message: str) -> ApplicationError:
+    return ApplicationError(CustomerError.CUSTOM_FIELD_INVALID, message, [{"field": field, "message": message}])
+
+
+def _definition_clean(*, field_type: str, label: str, options, min_value, max_value, max_length) -> dict:
+    """The type-specific attributes of a definition, checked; those that do not apply to the type are cleared."""
+    from customers import custom_fields as cf
+    from customers.models import CustomFieldType as T
+
+    label = (label or "").strip()
+    if not label:
+        raise _definition_error("label", "请填写名称")
+    if len(label) > 50:
+        raise _definition_error("label", "名称最多 50 个字符")
+    if field_type not in T.values:
+        raise _definition_error("type", "请选择类型")
+    clean = {"label": label, "options": [], "min_value": None, "max_value": None, "max_length": None}
+    if field_type in (T.CHOICE, T.MULTI_CHOICE):
+        items = [str(o).strip() for o in (options or []) if str(o).strip()]
+        if not items:
+            raise _definition_error("options", "单选和多选字段至少要有一个选项")
+        if len(items) > cf.MAX_OPTIONS:
+            raise _definition_error("options", f"最多 {cf.MAX_OPTIONS} 个选项")
+        seen = set()
+        for item in items:
+            if len(item) > cf.OPTION_MAX_LENGTH or cf.OPTION_FORBIDDEN.search(item):
+                raise _definition_error("options", f"选项“{item[:20]}”无效：最多 {cf.OPTION_MAX_LENGTH} 个字符，"
+                                                   "不能含逗号、顿号、分号或竖线")
+            if item.casefold() in seen:
+                raise _definition_error("options", f"选项“{item[:20]}”重复")
+            seen.add(item.casefold())
+        clean["options"] = items
+    elif field_type == T.NUMBER:
+        bounds = {}
+        for name, raw in (("min_value", min_value), ("max_value", max_value)):
+            if raw is None or raw == "":
+                continue
+            try:
+                bounds[name] = cf.number_parse(raw)
+            except cf.CustomValueInvalid as exc:
+                raise _definition_error(name, exc.message) from None
+        if "min_value" in bounds and "max_value" in bounds and bounds["min_value"] > bounds["max_value"]:
+            raise _definition_error("max_value", "最大值不能小于最小值")
+        clean.update(bounds)
+    elif field_type == T.TEXT and max_length not in (None, ""):
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= cf.TEXT_MAX_LENGTH:
+            raise _definition_error("max_length", f"最大长度应为 1–{cf.TEXT_MAX_LENGTH}")
+        clean["max_length"] = max_length
+    return clean
+
+
+def _definitions_active_limit(exclude_pk: int | None = None) -> None:
+    from customers import custom_fields as cf
+    from customers.models import CustomFieldDefinition
+
+    active = CustomFieldDefinition.objects.filter(active=True).exclude(pk=exclude_pk)
+    if active.count() >= cf.MAX_ACTIVE_FIELDS:
+        raise ApplicationError(CustomerError.CUSTOM_FIELD_LIMIT,
+                               f"启用中的自定义字段最多 {cf.MAX_ACTIVE_FIELDS} 个，请先停用不用的字段")
+
+
+def _definition_may_define(actor) -> None:
+    from customers.custom_fields import custom_fields_may_define
+
+    if not custom_fields_may_define(actor):
+        raise ApplicationError(CustomerError.CUSTOM_FIELDS_NOT_ALLOWED, "只有系统管理员可以定义自定义字段", status_code=403)
+
+
+@transaction.atomic
+def custom_field_definition_create(*, actor, code: str, label: str, field_type: str, options=None,
+                                   required: bool = False, min_value=None, max_value=None, max_length=None,
+                                   order: int = 0):
+    """A new custom field (admins). ``code`` and ``field_type`` can never change afterwards."""
+    from customers import custom_fields as cf
+    from customers.models import CustomFieldDefinition
+
+    _definition_may_define(actor)
+    code = (code or "").strip()
+    if not cf.CODE_RE.match(code):
+        raise _definition_error("code", "代码应以小写字母开头，只含小写字母、数字和下划线，最多 40 个字符")
+    if CustomFieldDefinition.objects.filter(code=code).exists():
+        raise ApplicationError(CustomerError.CUSTOM_FIELD_CODE_TAKEN, "该代码已被使用（包括已停用的字段）",
+                               [{"field": "code", "message": "该代码已被使用（包括已停用的字段）"}])
+    clean = _definition_clean(field_type=field_type, label=label, options=options, min_value=min_value,
+                              max_value=max_value, max_length=max_length)
+    _definitions_active_limit()
+    definition = CustomFieldDefinition.objects.create(code=code, type=field_type, required=bool(required),
+                                                      order=max(int(order or 0), 0), **clean)
+    audit_record(actor=actor, action="custom_field.create", target_type="custom_field", target_id=code,
+                 details={"type": field_type, "label": clean["label"], "required": bool(required),
+                          "options": clean["options"]})
+    return definition
+
+
+def _values_not_fitting(definition) -> int:
+    """How many customers hold a value of ``definition`` that its current rules would refuse (kept and flagged)."""
+    from django.db.models import Q as _Q
+    from django.db.models.fields.json import KT
+    from django.db.models.functions import Length
+
+    from customers import custom_fields as cf
+    from customers.models import CustomFieldType as T
+
+    code = definition.code
+    holders = Customer.objects.filter(custom_fields__has_key=code)
+    if definition.type == T.CHOICE:
+        return holders.exclude(cf.custom_field_q(code=code, field_type=definition.type, op="in",
+                                                 value=definition.options)).count()
+    if definition.type == T.MULTI_CHOICE:
+        # a list not contained in the options: jsonb <@ answers "every element is an option"
+        return holders.exclude(**{f"custom_fields__{code}__contained_by": definition.options}).count()
+    if definition.type == T.NUMBER and (definition.min_value is not None or definition.max_value is not None):
+        outside = _Q(pk__in=[])
+        if definition.min_value is not None:
+            outside |= cf.custom_field_q(code=code, field_type=T.NUMBER, op="lt", value=definition.min_value)
+        if definition.max_value is not None:
+            outside |= cf.custom_field_q(code=code, field_type=T.NUMBER, op="gt", value=definition.max_value)
+        return holders.filter(outside).count()
+    if definition.type == T.TEXT and definition.max_length:
+        return holders.annotate(_len=Length(KT(f"custom_fields__{code}"))).filter(_len__gt=definition.max_length).count()
+    return 0
+
+
+@transaction.atomic
+def custom_field_definition_update(*, actor, definition, label: str, options=None, required: bool = False,
+                                   min_value=None, max_value=None, max_length=None, order: int = 0) -> dict:
+    """Change what may be changed of a definition (not its code or type). Stored values are never touched: a value
+    the new rules would refuse (an option taken out, a tighter limit) stays readable and is flagged on the customer.
+    Returns ``{"definition", "not_fitting"}`` — how many customers hold such a value — so the admin is told."""
+    from customers.models import CustomFieldDefinition
+
+    _definition_may_define(actor)
+    definition = CustomFieldDefinition.objects.select_for_update().get(pk=definition.pk)
+    clean = _definition_clean(field_type=definition.type, label=label, options=options, min_value=min_value,
+                              max_value=max_value, max_length=max_length)
+    before = {k: getattr(definition, k) for k in ("label", "options", "required", "min_value", "max_value",
+                                                   "max_length", "order")}
+    for key, value in {**clean, "required": bool(required), "order": max(int(order or 0), 0)}.items():
+        setattr(definition, key, value)
+    definition.updated_at = timezone.now()
+    definition.save()
+    changed = sorted(k for k, v in before.items() if v != getattr(definition, k))
+    not_fitting = _values_not_fitting(definition) if changed else 0
+    removed = [o for o in before["options"] or [] if o not in definition.options]
+    audit_record(actor=actor, action="custom_field.update", target_type="custom_field", target_id=definition.code,
+                 details={"changed": changed, "removed_options": removed, "values_not_fitting": not_fitting})
+    return {"definition": definition, "not_fitting": not_fitting}
+
+
+@transaction.atomic
+def custom_field_definition_set_active(*, actor, definition, active: bool):
+    """Deactivate (hide everywhere, keep every value) or reactivate a field."""
+    from customers.models import CustomFieldDefinition
+
+    _definition_may_define(actor)
+    definition = CustomFieldDefinition.objects.select_for_update().get(pk=definition.pk)
+    if definition.active == active:
+        return definition
+    if active:
+        _definitions_active_limit(exclude_pk=definition.pk)
+    definition.active = active
+    definition.updated_at = timezone.now()
+    definition.save(update_fields=["active", "updated_at"])
+    held = Customer.objects.filter(custom_fields__has_key=definition.code).count()
+    audit_record(actor=actor, action="custom_field.activate" if active else "custom_field.deactivate",
+                 target_type="custom_field", target_id=definition.code, details={"customers_with_value": held})
+    return definition
+
+
+@transaction.atomic
+def customer_custom_fields_set(*, actor, customer: Customer, values: dict) -> Customer:
+    """Set a customer's values of every ACTIVE custom field from ``values`` (code → raw value, as the 360° page
+    posts them: a blank one clears the value, a required one may not be blank; a value repeated as stored is kept
+    even if it no longer fits the definition). Values of deactivated fields are left as they are. Refused for roles
+    that only read (custom_fields.EDIT_ROLES); the caller fetched ``customer`` through the user's scope. Nothing is
+    written when any value is wrong: ApplicationError ``custom_values_invalid`` with one detail per field
+    (``field`` = code, ``code``, ``message``). Audited with the codes changed, never the values."""
+    from customers import custom_fields as cf
+
+    if not cf.custom_fields_may_edit(actor):
+        raise ApplicationError(CustomerError.CUSTOM_FIELDS_NOT_ALLOWED, "您的角色只能查看客户的自定义字段", status_code=403)
+    definitions = cf.definitions_by_code()
+    locked = Customer.objects.select_for_update().only("pk", "custom_fields").get(pk=customer.pk)
+    stored = dict(locked.custom_fields or {})
+    active = [d.code for d in definitions.values() if d.active]
+    entries = [(code, code, values.get(code)) for code in active]
+    entries += [(str(code), code, raw) for code, raw in values.items() if code not in active]
+    clean, errors = cf.custom_values_clean(entries, definitions=definitions, blank_clears=True, stored=stored)
+    if errors:
+        raise ApplicationError(CustomerError.CUSTOM_VALUES_INVALID, "自定义字段有误，未保存",
+                               [{"field": key, "code": str(code), "message": message} for key, code, message in errors])
+    new = dict(stored)
+    for code, value in clean.items():
+        if value is None:
+            new.pop(code, None)
+        else:
+            new[code] = value
+    changed = sorted(code for code in clean if stored.get(code) != new.get(code))
+    if changed:
+        Customer.objects.filter(pk=customer.pk).update(custom_fields=new, updated_at=timezone.now())
+        audit_record(actor=actor, action="customer.custom_fields_set", target_type="customer",
+                     target_id=customer.external_id, details={"fields": changed})
+        emit(CustomersChanged(updated_ids=(customer.pk,)))
+    customer.custom_fields = new
+    return customer

@@ -14,6 +14,7 @@ from core.crypto import mask_id_number, mask_mobile
 from core.errors import ApplicationError
 from core.scoping import scope_for
 from customers import selectors, services
+from customers.custom_fields import custom_fields_may_define
 from customers.forms import CustomerFilterForm, NoteForm, RevealForm, TaskCompleteForm
 from customers.imports import import_allowed
 from customers.models import Task
@@ -78,7 +79,8 @@ def customer_list(request):
     context = {"form": form, "page": page, "query": query.urlencode(), "search_error": error,
                "chips": _filter_chips(form, params),
                "can_search_pii": scope_for(request.user).personal_data,
-               "today_cutoff": selectors.risk_expiry_cutoff(), "can_import": import_allowed(request.user)}
+               "today_cutoff": selectors.risk_expiry_cutoff(), "can_import": import_allowed(request.user),
+               "can_define_fields": custom_fields_may_define(request.user)}
     if request.htmx and after:
         return render(request, "customers/partials/customer_rows.html", context, status=status)
     if request.htmx and request.htmx.target == "customer-results":
@@ -141,6 +143,9 @@ def customer_detail(request, external_id):
         "outcomes": Task.Outcome.choices,
     }
     context.update(tag_section_context(request=request, customer=customer))
+    from customers.views_custom_fields import custom_fields_section
+
+    context.update(custom_fields_section(user=request.user, customer=customer))
     context["tier"] = customer_tier(customer=customer)
     context["tier_history"] = customer_tier_history(customer=customer)
     from sop.content_services import customer_journeys, wecom_tasks_attach

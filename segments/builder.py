@@ -17,7 +17,7 @@ STEP_RE = re.compile(r"\.rules\[(\d+)\]")
 NODE_PATH_RE = re.compile(r"^\$(?:\.rules\[\d+\])*")
 
 EMPTY_RULE = {"op": "and", "rules": []}
-CONDITION_TYPES = ["attribute", "tag", "tier", "tier_change", "trades", "events", "group", "segment"]
+CONDITION_TYPES = ["attribute", "custom", "tag", "tier", "tier_change", "trades", "events", "group", "segment"]
 LIST_OPS = {"in", "not_in"}
 
 
@@ -77,7 +77,33 @@ def default_condition(kind: str = "attribute") -> dict:
         return {"type": "group", "op": "member"}
     if kind == "segment":
         return {"type": "segment", "op": "in"}
+    if kind == "custom":
+        from customers.custom_fields import definitions_active
+
+        first = next(iter(definitions_active()), None)
+        return custom_default(first.code if first else "")
     return attribute_default("risk_level")
+
+
+def custom_default(code: str) -> dict:
+    """A new condition on custom field ``code``: its type's first operator and a value that fits it."""
+    from customers.custom_fields import OPS, definition_get
+
+    definition = definition_get(code)
+    if definition is None:
+        return {"type": "custom", "field": code, "op": "is_set"}
+    node = {"type": "custom", "field": code, "op": OPS[definition.type][0]}
+    if definition.type in ("choice", "multi_choice"):
+        node["value"] = definition.options[0] if definition.type == "choice" else definition.options[:1]
+    elif definition.type == "number":
+        node["value"] = 0
+    elif definition.type == "date":
+        from django.utils import timezone
+
+        node["value"] = timezone.localdate().isoformat()
+    else:
+        node["value"] = ""
+    return node
 
 
 def attribute_default(field: str) -> dict:
@@ -211,6 +237,14 @@ def _apply_node(tree, path, node, values):
                 node["not"] = True
             return
         _apply_attribute(node, values)
+    elif kind == "custom":
+        field = _first(values, "field", node.get("field"))
+        if field != node.get("field"):
+            node = _replace(tree, path, custom_default(field))
+            if negated:
+                node["not"] = True
+            return
+        _apply_custom(node, values)
     elif kind == "tag":
         node["op"] = _first(values, "op", node.get("op"))
         _optional_text(node, values, "tag", "category", "source")
@@ -329,6 +363,45 @@ def _apply_attribute(node, values):
             node["value"] = node["value"][0] if node["value"] else ""
 
 
+def _apply_custom(node, values):
+    """A custom field condition's posted editor: the operator, then the value in the shape the operator takes
+    (none, a list, [low, high] or one value; numbers as numbers, dates and text as text)."""
+    from customers.custom_fields import LIST_OPS as CUSTOM_LIST_OPS
+    from customers.custom_fields import NO_VALUE_OPS, definition_get
+
+    definition = definition_get(node.get("field"))
+    field_type = definition.type if definition else "text"
+    op = _first(values, "op", node.get("op"))
+    node["op"] = op
+
+    def scalar(raw):
+        raw = (raw or "").strip()
+        return _number(raw) if field_type == "number" else raw
+
+    if op in NO_VALUE_OPS:
+        node.pop("value", None)
+    elif op in CUSTOM_LIST_OPS:
+        if field_type in ("choice", "multi_choice"):
+            raw = values.get("value", []) if "_present" in values else node.get("value", [])
+            items = raw if isinstance(raw, list) else [raw]
+        else:
+            text = ",".join(values["value"]) if "value" in values else (
+                ",".join(str(v) for v in node["value"]) if isinstance(node.get("value"), list) else str(node.get("value") or ""))
+            items = re.split(r"[,，\n]+", text)
+        node["value"] = [str(v).strip() for v in items if v is not None and str(v).strip()]
+    elif op == "between":
+        if "value_low" in values or "value_high" in values:
+            node["value"] = [scalar(_first(values, "value_low")), scalar(_first(values, "value_high"))]
+        elif not isinstance(node.get("value"), list):
+            node["value"] = [node.get("value") if node.get("value") not in (None, "") else scalar(""), scalar("")]
+    elif "value" in values:
+        node["value"] = scalar(_first(values, "value"))
+    elif isinstance(node.get("value"), list):
+        node["value"] = node["value"][0] if node["value"] else scalar("")
+    elif "value" not in node:
+        node["value"] = scalar("")
+
+
 # --- choices the editors offer ------------------------------------------------------------------
 
 def attribute_choices(field: str) -> list[tuple[str, str]]:
@@ -375,9 +448,11 @@ def _labels():
         "ops": {"eq": _("等于"), "ne": _("不等于"), "in": _("属于"), "not_in": _("不属于"), "contains": _("包含"),
                 "gt": _("大于"), "gte": _("大于等于"), "lt": _("小于"), "lte": _("小于等于"), "between": _("介于"),
                 "is_true": _("是"), "is_false": _("否"), "has": _("有"), "has_not": _("没有"),
-                "member": _("在群内"), "not_member": _("不在群内"), "entered": _("进入"), "left": _("离开")},
+                "member": _("在群内"), "not_member": _("不在群内"), "entered": _("进入"), "left": _("离开"),
+                "has_any": _("包含任一"), "has_all": _("包含全部"), "is_set": _("有值"), "is_not_set": _("无值")},
         "types": {"attribute": _("客户属性"), "tag": _("标签"), "tier": _("价值分层"), "tier_change": _("分层变化"),
-                  "trades": _("交易"), "events": _("行为事件"), "group": _("社群"), "segment": _("其他客群")},
+                  "trades": _("交易"), "events": _("行为事件"), "group": _("社群"), "segment": _("其他客群"),
+                  "custom": _("自定义字段")},
         "fields": {"risk_level": _("风险等级"), "gender": _("性别"), "region": _("地区"), "occupation": _("职业"),
                    "branch": _("营业部"), "advisor": _("投顾"), "lifecycle_stage": _("生命周期"),
                    "funnel_stage": _("开户进度"), "channel": _("开户渠道"), "utm_source": "utm_source",
@@ -454,8 +529,51 @@ def condition_view(node: dict, *, principal, labels: dict, context: dict) -> dic
                     purposes=context["purposes"])
     elif kind == "segment":
         view.update(ops=_op_choices(["in", "not_in"], labels), segments=context["segments"])
+    elif kind == "custom":
+        view.update(_custom_view(node, labels, context))
     else:
         view.update(ops=[], unknown=True, summary=rule_summary({k: v for k, v in node.items() if k != "not"}))
+    return view
+
+
+def _custom_view(node: dict, labels: dict, context: dict) -> dict:
+    """The editor of a custom field condition: the active fields (and this node's own, even if deactivated),
+    the operators of its type and the value widget they take."""
+    from django.utils.translation import gettext as _
+
+    from customers.custom_fields import LIST_OPS as CUSTOM_LIST_OPS
+    from customers.custom_fields import NO_VALUE_OPS, OPS
+
+    definitions = context["custom_fields"]
+    definition = definitions.get(node.get("field"))
+    field_choices = [(d.code, d.label) for d in definitions.values() if d.active]
+    if definition is not None and not definition.active:
+        field_choices.append((definition.code, _("%(label)s（已停用）") % {"label": definition.label}))
+    field_type = definition.type if definition else "text"
+    op = node.get("op")
+    value = node.get("value")
+    options = [(o, o) for o in (definition.options if definition else [])]
+    if isinstance(value, list):  # values no longer among the options stay visible (and selected)
+        options += [(v, _("%(v)s（已删除的选项）") % {"v": v}) for v in value if isinstance(v, str) and (v, v) not in options]
+    elif isinstance(value, str) and value and options and (value, value) not in options:
+        options.append((value, _("%(v)s（已删除的选项）") % {"v": value}))
+    if op in NO_VALUE_OPS:
+        widget = "none"
+    elif op == "between":
+        widget = "between"
+    elif op in CUSTOM_LIST_OPS:
+        widget = "multi" if options else "list_text"
+    elif options:
+        widget = "select"
+    else:
+        widget = {"number": "number", "date": "date"}.get(field_type, "text")
+    view = {"field_choices": field_choices, "field_type": field_type, "options": options, "widget": widget,
+            "ops": _op_choices(OPS.get(field_type, ()), labels),
+            "value_list": [str(v) for v in value] if isinstance(value, list) else ([] if value in (None, "") else [str(value)]),
+            "value_text": ",".join(str(v) for v in value) if isinstance(value, list) else ("" if value is None else str(value))}
+    if widget == "between":
+        low, high = (list(value) + [None, None])[:2] if isinstance(value, list) else (value, None)
+        view.update(low="" if low is None else low, high="" if high is None else high)
     return view
 
 
@@ -468,8 +586,14 @@ def builder_context(principal, *, exclude_segment_id=None) -> dict:
     segments = segments_visible_to(principal).filter(archived=False)
     if exclude_segment_id:
         segments = segments.exclude(pk=exclude_segment_id)
+    from customers.custom_fields import definitions_by_code
+
+    custom_fields = definitions_by_code()
+    available = set(CONDITION_TYPES) & {*rule_lang._VALIDATORS, *rule_lang.CONDITION_EXTENSIONS}
+    if not any(d.active for d in custom_fields.values()):
+        available.discard("custom")
     return {
-        "available_types": set(CONDITION_TYPES) & {*rule_lang._VALIDATORS, *rule_lang.CONDITION_EXTENSIONS},
+        "available_types": available, "custom_fields": custom_fields,
         "branches": branch_choices(principal), "advisors": advisor_choices(principal), "tiers": tier_choices(),
         "tags": [(t.code, f"{t.category.name} · {t.name}") for t in
                  Tag.objects.select_related("category").order_by("category__code", "code")],
@@ -542,6 +666,14 @@ def rule_summary(rule, *, depth: int = 0) -> str:
     elif kind == "group":
         what = rule.get("group") or (f"用途 {rule['purpose']} 的" if rule.get("purpose") else "任一")
         body = f"{op}（社群 {what}）"
+    elif kind == "custom":
+        from customers.custom_fields import definition_get
+
+        definition = definition_get(rule.get("field"))
+        name = definition.label if definition else rule.get("field")
+        body = f"自定义字段「{name}」 {op}" + (f" {value_text}" if value_text else "")
+        if rule.get("op") == "between" and isinstance(value, list) and len(value) == 2:
+            body = f"自定义字段「{name}」 介于 {value[0]} 至 {value[1]}"
     elif kind == "tier_change":
         direction = labels["directions"].get(rule.get("direction"), rule.get("direction"))
         to = f"至 {'、'.join(rule['to'])}" if rule.get("to") else ""

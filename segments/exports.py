@@ -3,7 +3,9 @@
 ``written``/``total``, mobile masked unless the exporter's scope allows personal data. The file is kept
 under MEDIA_ROOT (segment_exports/YYYY/MM/) for the exporter to download
 (segments.services.export_file_for_user); the export itself is audited as "segment.export".
-The rows are masked here; the files are written by core/exports.py (which neutralises formulas).
+The rows are masked here; the files are written by core/exports.py (which neutralises formulas). The active custom
+fields follow the fixed columns, one column each, headed by the field's name (customers/custom_fields.py writes the
+values in words: a multiple choice as "a、b").
 """
 
 import logging
@@ -40,8 +42,14 @@ def _members(export: SegmentExport):
     return annotate_tier(qs.select_related("branch", "advisor")).order_by("pk")
 
 
-def _rows(export: SegmentExport, progress):
+def export_header(definitions) -> list[str]:
+    return COLUMNS + [d.label for d in definitions]
+
+
+def _rows(export: SegmentExport, progress, definitions=()):
     """Rows in pk order, BATCH_SIZE at a time (keyset: no OFFSET, no long-held cursor)."""
+    from customers.custom_fields import value_text
+
     qs = _members(export)
     last = 0
     while True:
@@ -51,8 +59,10 @@ def _rows(export: SegmentExport, progress):
         for c in batch:
             mobile = c.mobile_masked if export.masked else decrypt(c.mobile_encrypted)
             advisor = (c.advisor.display_name or c.advisor.username) if c.advisor else ""
+            custom = c.custom_fields or {}
             yield [c.external_id, c.name, mobile, c.branch.name, advisor,
-                   c.get_risk_level_display() if c.risk_level else "", c.tier_label or "", c.total_assets]
+                   c.get_risk_level_display() if c.risk_level else "", c.tier_label or "", c.total_assets,
+                   *(value_text(d, custom.get(d.code)) for d in definitions)]
         last = batch[-1].pk
         progress(len(batch))
 
@@ -74,11 +84,15 @@ def export_run(*, export_id: int) -> SegmentExport:
             written += n
             SegmentExport.objects.filter(pk=export.pk).update(written=written)
 
+        from customers.custom_fields import definitions_active
+
+        definitions = definitions_active()
+        header, rows = export_header(definitions), _rows(export, progress, definitions)
         with tempfile.TemporaryFile("w+b") as tmp:
             if export.format == SegmentExport.Format.XLSX:
-                xlsx_write(file=tmp, header=COLUMNS, rows=_rows(export, progress), sheet_title="客群成员")
+                xlsx_write(file=tmp, header=header, rows=rows, sheet_title="客群成员")
             else:
-                csv_write(file=tmp, header=COLUMNS, rows=_rows(export, progress))
+                csv_write(file=tmp, header=header, rows=rows)
             tmp.seek(0)
             export.file.save(f"segment-{export.segment_id}-export-{export.pk}.{export.format}", File(tmp), save=False)
         with transaction.atomic():

@@ -6,6 +6,10 @@ is refused by the validator too (tested); the validator additionally checks what
 that nested segments exist and are not archived, the depth limit, the node count.
 """
 
+from customers.custom_fields import LIST_OPS as CUSTOM_LIST_OPS
+from customers.custom_fields import NO_VALUE_OPS as CUSTOM_NO_VALUE_OPS
+from customers.custom_fields import OPS as CUSTOM_OPS
+from customers.models import CUSTOM_FIELD_CODE_RE
 from groups.models import Purpose
 from segments.rules import ATTRIBUTE_FIELDS, CONDITION_KEYS, COUNT_OPS, MAX_DEPTH, MAX_NODES, OPS
 
@@ -57,6 +61,25 @@ def _count(type_: str, extra: dict, required: list[str]) -> dict:
                    ["op", "value", "within_days", *required])
 
 
+def _custom_variants() -> list[dict]:
+    """One variant per shape of value; which operators a field takes depends on its type, which only the validator
+    knows (the schema stays no stricter than it)."""
+    ops = {op for type_ops in CUSTOM_OPS.values() for op in type_ops}
+    field = {"type": "string", "pattern": CUSTOM_FIELD_CODE_RE, "description": "自定义字段代码（GET /api/v1/custom-fields/）"}
+    scalar = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+    shapes = [
+        (CUSTOM_NO_VALUE_OPS, None),
+        (CUSTOM_LIST_OPS, {"type": "array", "items": scalar, "minItems": 1}),
+        ({"between"}, {"type": "array", "prefixItems": [scalar, scalar], "minItems": 2, "maxItems": 2}),
+        (ops - CUSTOM_NO_VALUE_OPS - CUSTOM_LIST_OPS - {"between"}, scalar),
+    ]
+    variants = []
+    for op_set, value in shapes:
+        properties = {"field": field, "op": {"enum": sorted(op_set)}, "value": value if value is not None else {}}
+        variants.append(_closed("custom", properties, ["field", "op"] + (["value"] if value is not None else [])))
+    return variants
+
+
 CONDITIONS = {
     "attribute": {"oneOf": _attribute_variants(),
                   "description": "客户属性：" + "、".join(ATTRIBUTE_FIELDS)},
@@ -84,6 +107,10 @@ CONDITIONS = {
         "group": {"type": "string", "minLength": 1, "description": "群 chat_id；省略表示任一群"},
         "purpose": {"enum": list(Purpose.values), "description": "群用途"},
     }, ["op"]),
+    "custom": {"oneOf": _custom_variants(),
+               "description": "自定义字段：text 支持 eq ne in not_in contains；number、date（YYYY-MM-DD）支持 eq ne gt gte lt "
+                              "lte between；choice 支持 eq ne in not_in；multi_choice 支持 has_any has_all；均支持 is_set "
+                              "is_not_set（无 value）。比较只对有值的客户成立"},
     "segment": _closed("segment", {
         "op": {"enum": ["in", "not_in"]},
         "segment": {"type": "integer", "minimum": 1, "description": "被引用客群的编号（使用其已保存的成员）"},

@@ -13,6 +13,7 @@ A rule is a JSON tree::
     {"type": "segment", "op": "in" | "not_in", "segment": 12}
     {"type": "group", "op": "member" | "not_member", "group": "<chat_id>", "purpose": "fund"}
     {"type": "tier_change", "direction": "down" | "up" | "any", "to": ["general_retain"], "within_days": 30}
+    {"type": "custom", "field": "invest_pref", "op": "in", "value": ["稳健", "平衡"]}
 
 Any node may carry ``"not": true``; a node carries no other keys than those of its type (a typo such as
 ``withinDays`` is refused, not ignored). ``rule_validate`` reports the JSON path of the first bad node;
@@ -22,9 +23,18 @@ count, a preview or an ``INSERT … SELECT`` is one SQL statement.
 A ``segment`` node joins the nested segment's STORED membership (segments_segmentmember), never its
 rule, so nesting costs one indexed EXISTS whatever the nested rule is; the nested segment must be
 rebuilt first for a change of its rule to show (segments.services rebuilds in dependency order).
+A ``custom`` node is a condition on an admin-defined custom field (customers/custom_fields.py), by its code; the
+operators depend on the field's type — text: eq ne in not_in contains; number and date (``"YYYY-MM-DD"``): eq ne gt
+gte lt lte between; single choice: eq ne in not_in; multiple choice: has_any has_all; every type: is_set
+is_not_set (no ``value``). A comparison holds only for customers that have a value (``ne``: a value, and a
+different one), so ``not`` is the exact complement. It compiles to containment / key existence on
+Customer.custom_fields (GIN) and, for ranges, to the cast value. A deactivated field still compiles (its values
+are kept), so a saved segment does not break when a field is hidden.
+
 The published JSON Schema of the whole tree is segments/rule_schema.py (RULE_JSON_SCHEMA).
 """
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -280,9 +290,66 @@ def _validate_tier_change(node, path):
     _check_window(node, path, required=True)
 
 
+def _custom_date(value, path) -> str:
+    from customers.custom_fields import CustomValueInvalid, date_parse
+
+    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        raise RuleError(path, "应为日期 YYYY-MM-DD")
+    try:
+        date_parse(value)
+    except CustomValueInvalid as exc:
+        raise RuleError(path, exc.message) from None
+    return value
+
+
+def _custom_scalar(field_type: str, value, path):
+    if field_type == "number":
+        if isinstance(value, bool):
+            raise RuleError(path, "应为数字")
+        return _number(value, path)
+    if field_type == "date":
+        return _custom_date(value, path)
+    if not isinstance(value, str):
+        raise RuleError(path, "应为字符串")
+    if len(value) > 500:
+        raise RuleError(path, "最多 500 个字符")
+    return value
+
+
+def _validate_custom(node, path):
+    from customers import custom_fields as cf
+
+    code = node.get("field")
+    definition = cf.definition_get(code) if isinstance(code, str) else None
+    if definition is None:
+        raise RuleError(f"{path}.field", f"未知的自定义字段 {code!r}")
+    ops = cf.OPS[definition.type]
+    op = node.get("op")
+    if not isinstance(op, str) or op not in ops:
+        raise RuleError(f"{path}.op", f"自定义字段 {code}（{definition.get_type_display()}）不支持运算 {op!r}，可用：{list(ops)}")
+    value = node.get("value")
+    if op in cf.NO_VALUE_OPS:
+        if value is not None:
+            raise RuleError(f"{path}.value", f"运算 {op} 不需要值，请省略 value")
+    elif op in cf.LIST_OPS:
+        if not isinstance(value, list) or not value:
+            raise RuleError(f"{path}.value", "应为非空的列表")
+        if len(value) > cf.MAX_LIST_VALUES:
+            raise RuleError(f"{path}.value", f"最多 {cf.MAX_LIST_VALUES} 个值")
+        for i, item in enumerate(value):
+            _custom_scalar(definition.type if definition.type != "multi_choice" else "choice", item, f"{path}.value[{i}]")
+    elif op == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise RuleError(f"{path}.value", "应为 [下限, 上限]")
+        for i, item in enumerate(value):
+            _custom_scalar(definition.type, item, f"{path}.value[{i}]")
+    else:
+        _custom_scalar(definition.type, value, f"{path}.value")
+
+
 _VALIDATORS = {"attribute": _validate_attribute, "tag": _validate_tag, "tier": _validate_tier,
                "trades": _validate_trades, "events": _validate_events, "segment": _validate_segment,
-               "group": _validate_group, "tier_change": _validate_tier_change}
+               "group": _validate_group, "tier_change": _validate_tier_change, "custom": _validate_custom}
 
 # the keys each condition type may carry besides "type" and "not"
 CONDITION_KEYS = {
@@ -294,6 +361,7 @@ CONDITION_KEYS = {
     "segment": {"op", "segment"},
     "group": {"op", "group", "purpose"},
     "tier_change": {"direction", "to", "within_days"},
+    "custom": {"field", "op", "value"},
 }
 
 # Later areas add condition types: CONDITION_EXTENSIONS[type] = (validator, compiler, label shown in the builder)
@@ -481,9 +549,16 @@ def _compile_tier_change(node, now) -> Q:
     return Q(Exists(rows))
 
 
+def _compile_custom(node, now) -> Q:
+    from customers.custom_fields import custom_field_q, definition_get
+
+    definition = definition_get(node["field"])
+    return custom_field_q(code=definition.code, field_type=definition.type, op=node["op"], value=node.get("value"))
+
+
 _COMPILERS = {"attribute": _compile_attribute, "tag": _compile_tag, "tier": _compile_tier,
               "trades": _compile_trades, "events": _compile_events, "segment": _compile_segment,
-              "group": _compile_group, "tier_change": _compile_tier_change}
+              "group": _compile_group, "tier_change": _compile_tier_change, "custom": _compile_custom}
 
 
 # compilers that take ``negate`` and choose their own SQL for it (IN vs NOT EXISTS); the others are negated with ~

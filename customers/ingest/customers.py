@@ -10,6 +10,11 @@ Row semantics (one dict per customer, keys = ``FIELDS``):
   default, an existing one keeps its stored value. A batch never clears a field.
 * ``birth_date`` (and ``gender``, when not given) are taken from the ID number when one is given.
 * Each external_id may appear once per batch; later repeats are reported as errors.
+* Custom field values (customers/custom_fields.py) come as a ``custom_fields`` object ``{code: value}`` (the API)
+  or as flat ``cf:<code>`` keys (the file import's columns), validated against the field definitions; each
+  rejected value is a row error on ``custom_fields.<code>`` / ``cf:<code>``. Given values are merged into the
+  stored ones (``||``): values not given are kept, and blank or null is "not given" here too. A new customer
+  must bring every required active field.
 
 Writes: one multi-row INSERT into a session temp table, one row-lock SELECT, then ONE
 ``INSERT … ON CONFLICT (external_id) DO UPDATE … WHERE (…) IS DISTINCT FROM (…) RETURNING``.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -49,7 +55,8 @@ from core.validators import (
     validate_id_number,
     validate_mobile,
 )
-from customers.models import Customer, FunnelStage, Gender, LifecycleStage, RiskLevel
+from customers import custom_fields
+from customers.models import Customer, CustomFieldDefinition, FunnelStage, Gender, LifecycleStage, RiskLevel
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,8 @@ class BulkErrorCode(enum.StrEnum):
     DUPLICATE = "duplicate"
     INVALID_FORMAT = "invalid_format"
     OUT_OF_SCOPE = "out_of_scope"
+    OUT_OF_RANGE = "out_of_range"  # custom fields: a number outside the field's min/max
+    INACTIVE_FIELD = "inactive_field"  # custom fields: a value for a deactivated field
 
 
 FIELDS = (
@@ -251,12 +260,18 @@ def customer_rows_validate(rows: Iterable[dict], *, start_index: int = 0) -> tup
     errors: list[dict] = []
     checked: list[dict] = []
     today = timezone.localdate()  # Asia/Shanghai: dates in the future are rejected
+    definitions = None  # custom field definitions, read once, when a row brings custom values
     for offset, row in enumerate(rows):
         index = start_index + offset
         if not isinstance(row, dict):
             errors.append(_error(index, "", "", BulkErrorCode.INVALID_TYPE, _("每一行应为一个对象")))
             continue
-        checked.append(_row_clean(row, index, today=today))
+        clean = _row_clean(row, index, today=today)
+        if _custom_keys(row):
+            if definitions is None:
+                definitions = custom_fields.definitions_by_code()
+            _custom_clean(row, clean, definitions)
+        checked.append(clean)
     _resolve_references(checked)
     _mark_duplicates(checked)
     valid = []
@@ -277,8 +292,9 @@ def _row_clean(row: dict, index: int, *, today: dt.date) -> dict:
     external_id = str(raw_id).strip()[:64] if _given(raw_id) and not isinstance(raw_id, dict | list) else ""  # to echo
     clean: dict = {"index": index, "_external_id": external_id, "_errors": []}
     row_errors = clean["_errors"]
+    custom_keys = _custom_keys(row)
     for key in row:
-        if key not in FIELDS:
+        if key not in FIELDS and key not in custom_keys:
             row_errors.append(_error(index, external_id, str(key), BulkErrorCode.UNKNOWN_FIELD, _("未知字段")))
     for field in FIELDS:
         value = row.get(field)
@@ -298,6 +314,34 @@ def _row_clean(row: dict, index: int, *, today: dt.date) -> dict:
         clean.setdefault("birth_date", born)
         clean.setdefault("gender", Gender.MALE.value if int(clean["id_number"][16]) % 2 else Gender.FEMALE.value)
     return clean
+
+
+def _custom_keys(row: dict) -> list:
+    """The keys of ``row`` that carry custom field values: ``custom_fields`` and ``cf:<code>``."""
+    return [key for key in row if key == "custom_fields"
+            or (isinstance(key, str) and key.startswith(custom_fields.COLUMN_PREFIX))]
+
+
+def _custom_clean(row: dict, clean: dict, definitions: dict) -> None:
+    """Validate the row's custom values into ``clean["custom_fields"]`` (only those given), errors to ``_errors``."""
+    index, external_id, row_errors = clean["index"], clean["_external_id"], clean["_errors"]
+    entries = []
+    given = row.get("custom_fields")
+    if given is not None and not isinstance(given, dict):
+        row_errors.append(_error(index, external_id, "custom_fields", BulkErrorCode.INVALID_TYPE,
+                                 _("应为 {代码: 值} 的对象")))
+    elif given:
+        entries += [(f"custom_fields.{code}", code, raw) for code, raw in given.items()]
+        clean["_custom_key"] = "custom_fields."
+    columns = [key for key in row if key != "custom_fields" and key in _custom_keys(row)]
+    entries += [(key, key[len(custom_fields.COLUMN_PREFIX):], row[key]) for key in columns]
+    if columns:
+        clean["_custom_key"] = custom_fields.COLUMN_PREFIX
+    values, problems = custom_fields.custom_values_clean(entries, definitions=definitions)
+    for key, code, message in problems:
+        row_errors.append(_error(index, external_id, key, code, message))
+    if values:
+        clean["custom_fields"] = values
 
 
 def _resolve_references(rows: list[dict]) -> None:
@@ -377,6 +421,7 @@ _COLUMNS = (
     ("id_number_encrypted", "text", ""),
     ("id_number_hash", "varchar(64)", ""),
     ("id_number_masked", "varchar(24)", ""),
+    ("custom_fields", "jsonb", None),  # merged into the stored values, not put in their place (_proposed_sql)
 )
 _COLUMN_NAMES = [name for name, _type, _default in _COLUMNS]
 # compared to decide "changed": everything but ciphertexts, which differ on every encryption
@@ -396,7 +441,10 @@ def _proposed_sql() -> tuple[str, list]:
     params: list = []
     exprs = []
     for name, _sql_type, default in _COLUMNS:
-        if default is None:
+        if name == "custom_fields":
+            exprs.append("COALESCE(c.custom_fields, '{}'::jsonb) || COALESCE(s.custom_fields, '{}'::jsonb) "
+                         "AS custom_fields")
+        elif default is None:
             exprs.append(f"COALESCE(s.{name}, c.{name}) AS {name}")
         else:
             exprs.append(f"COALESCE(s.{name}, c.{name}, %s) AS {name}")
@@ -419,6 +467,7 @@ def _stage_tuple(row: dict) -> tuple:
         "id_number_encrypted": crypto.encrypt(id_number) if id_number else None,
         "id_number_hash": crypto.blind_index(id_number) if id_number else None,
         "id_number_masked": crypto.mask_id_number(id_number) if id_number else None,
+        "custom_fields": json.dumps(row["custom_fields"], ensure_ascii=False) if row.get("custom_fields") else None,
     }
     return (row["external_id"], *(values[name] for name in _COLUMN_NAMES))
 
@@ -426,8 +475,9 @@ def _stage_tuple(row: dict) -> tuple:
 def _stage(cursor, rows: list[dict]) -> None:
     cursor.execute(_STAGE_DDL)
     cursor.execute(f"TRUNCATE {_STAGE}")
+    template = "(" + ", ".join(["%s"] + ["%s::jsonb" if n == "custom_fields" else "%s" for n in _COLUMN_NAMES]) + ")"
     values_insert(cursor, f"INSERT INTO {_STAGE} (external_id, {', '.join(_COLUMN_NAMES)}) VALUES %s",
-                  [_stage_tuple(r) for r in rows])
+                  [_stage_tuple(r) for r in rows], template=template)
 
 
 def retryable(exc: OperationalError) -> bool:
@@ -445,6 +495,8 @@ def _write(valid: list[dict], *, dry_run: bool, branch_id: int | None) -> tuple[
             _lock_keys(cursor)
         if branch_id is not None:
             refused = _scope_check(cursor, valid, branch_id)
+        refused += _required_custom_check(cursor, valid)
+        if refused:
             refused_ids = {e["external_id"] for e in refused}
             valid = [r for r in valid if r["external_id"] not in refused_ids]
         if dry_run:
@@ -495,6 +547,33 @@ def _scope_check(cursor, rows: list[dict], branch_id: int) -> list[dict]:
             else:
                 errors.append(_error(row["index"], row["external_id"], "branch", BulkErrorCode.OUT_OF_SCOPE,
                                      _("只能写入本客户端所属营业部的客户")))
+    return errors
+
+
+def _required_custom_check(cursor, rows: list[dict]) -> list[dict]:
+    """Errors for staged NEW customers without a value of a required active custom field (an existing customer
+    keeps what it has: a batch never clears), which are taken off the stage. After the keys are locked, so "new"
+    cannot change under us."""
+    required = list(CustomFieldDefinition.objects.filter(active=True, required=True).order_by("order", "id")
+                    .values_list("code", flat=True))
+    if not required:
+        return []
+    cursor.execute(
+        f"SELECT s.external_id, array_agg(r.code ORDER BY r.n) FROM {_STAGE} s "
+        f"LEFT JOIN {_TABLE} c ON c.external_id = s.external_id "
+        "CROSS JOIN unnest(%s::text[]) WITH ORDINALITY AS r(code, n) "
+        "WHERE c.id IS NULL AND NOT jsonb_exists(COALESCE(s.custom_fields, '{}'::jsonb), r.code) "
+        "GROUP BY s.external_id", [required])
+    missing = dict(cursor.fetchall())
+    if not missing:
+        return []
+    cursor.execute(f"DELETE FROM {_STAGE} WHERE external_id = ANY(%s)", [list(missing)])
+    errors = []
+    for row in rows:
+        for code in missing.get(row["external_id"], ()):
+            key = row.get("_custom_key", "custom_fields.")
+            errors.append(_error(row["index"], row["external_id"], f"{key}{code}", BulkErrorCode.REQUIRED,
+                                 _("新客户必须填写该自定义字段")))
     return errors
 
 

@@ -90,7 +90,7 @@ def parse_aware_datetime(value) -> datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise _Invalid(E.NAIVE_DATETIME, "时间必须带时区偏移，如 +08:00")
     if not utc_offset_valid(parsed):
-        raise _Invalid(E.INVALID_DATETIME, "时区偏移应在 -12:00 到 +14:00 之间")
+        raise _Invalid(E.INVALID_DATETIME, "时区偏移应在 -14:00 到 +14:00 之间")
     if parsed.year < 1990 or parsed > timezone.now() + _FUTURE_SLACK:
         raise _Invalid(E.INVALID_DATETIME, "时间应在 1990 年之后且不晚于明天")
     return parsed

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from segments.models import Segment
 from segments.rule_schema import RULE_JSON_SCHEMA
 from segments.rules import RuleError, rule_validate
-from segments.tests.test_rules_property import SEGMENT_IDS
+from segments.tests.test_rules_property import SEGMENT_IDS, custom_fields_define
 from segments.tests.test_rules_property import rules as rule_trees
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +42,11 @@ EXAMPLES = [
     {"type": "attribute", "field": "region", "op": "contains", "value": "北京"},
     {"type": "attribute", "field": "is_wecom_contact", "op": "is_true"},
     {"type": "attribute", "field": "risk_assessment_current", "op": "is_false"},
+    {"type": "custom", "field": "pref", "op": "in", "value": ["稳健", "平衡"]},
+    {"type": "custom", "field": "score", "op": "between", "value": [10, 50]},
+    {"type": "custom", "field": "since", "op": "gte", "value": "2025-01-01"},
+    {"type": "custom", "field": "hobbies", "op": "has_all", "value": ["基金"]},
+    {"type": "custom", "field": "memo", "op": "is_not_set"},
     # tests/test_rules.py
     {"op": "and", "rules": [
         {"type": "events", "event_type": "fund_page_view", "op": "gte", "value": 3, "within_days": 7},
@@ -73,6 +78,10 @@ SCHEMA_INVALID = [
     one({"type": "tier_change", "direction": "down"}),
     one({"type": "tier_change", "direction": "down", "within_days": 3, "to": []}),
     one({"type": "unknown"}),
+    one({"type": "custom", "field": "pref", "op": "in", "value": "稳健"}),
+    one({"type": "custom", "field": "Pref", "op": "is_set"}),
+    one({"type": "custom", "field": "pref", "op": "eq"}),
+    one({"type": "custom", "field": "score", "op": "between", "value": [1]}),
     one({"op": "and"}),
     one("tier"),
 ]
@@ -80,6 +89,7 @@ SCHEMA_INVALID = [
 
 @pytest.fixture
 def nested_segments():
+    custom_fields_define()  # the custom field conditions of the generated trees name these
     for pk in SEGMENT_IDS:
         Segment.objects.create(pk=pk, name=f"嵌套{pk}", rule=one({"type": "tier", "op": "in", "value": ["x"]}))
 

@@ -1,7 +1,7 @@
 """The SQL compiler agrees with an independent Python evaluation of the same rule on generated data."""
 
 import random
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -9,7 +9,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from customers.models import BehaviourEvent
+from customers.models import BehaviourEvent, CustomFieldDefinition
 from customers.tests.factories import CustomerFactory, ProductFactory, TradeFactory
 from groups.models import GroupChat, GroupMember
 from segments.models import Segment, SegmentMember
@@ -27,6 +27,35 @@ PURPOSES = ["fund", "vip", "new_client"]
 TIER_CODES = ["important_value", "important_retain", "general_value", "general_retain", "no_trade"]
 SEGMENT_IDS = [900001, 900002]
 NOW = timezone.now()
+# custom fields (customers/custom_fields.py): code → (type, options)
+CUSTOM = {"pref": ("choice", ["稳健", "平衡", "进取"]), "hobbies": ("multi_choice", ["基金", "股票", "债券"]),
+          "score": ("number", []), "since": ("date", []), "memo": ("text", [])}
+SCORES = [0, 5, 12.5, 50, 100]
+DAYS = ["2024-02-29", "2025-01-01", "2025-06-30", "2026-12-31"]
+MEMOS = ["老客户", "新客户", "VIP 客户", "50%"]
+
+
+def custom_fields_define():
+    for code, (field_type, options) in CUSTOM.items():
+        CustomFieldDefinition.objects.get_or_create(code=code, defaults={"label": code, "type": field_type,
+                                                                         "options": options})
+
+
+def _custom_values(rng) -> dict:
+    """Random values of the custom fields, each field missing about a third of the time."""
+    values = {}
+    if rng.random() < 0.7:
+        values["pref"] = rng.choice(CUSTOM["pref"][1] + ["已删除的选项"])  # a value no longer among the options
+    hobbies = [o for o in CUSTOM["hobbies"][1] if rng.random() < 0.4]
+    if hobbies:
+        values["hobbies"] = hobbies
+    if rng.random() < 0.7:
+        values["score"] = rng.choice(SCORES)
+    if rng.random() < 0.7:
+        values["since"] = rng.choice(DAYS)
+    if rng.random() < 0.7:
+        values["memo"] = rng.choice(MEMOS)
+    return values
 
 
 @pytest.fixture
@@ -43,12 +72,15 @@ def world(advisor):
     scheme = TierScheme.objects.get(active=True)
     ranks = dict(TierDefinition.objects.filter(scheme=scheme).values_list("code", "rank"))
     run = TierRun.objects.create(scheme=scheme, as_of=NOW.date(), window_days=365, method="mean")
+    custom_fields_define()
     facts = {"_ranks": ranks}
     for i in range(30):
         c = CustomerFactory(advisor=advisor, risk_level=rng.choice(LEVELS), gender=rng.choice("MFU"),
-                            total_assets=Decimal(rng.choice([0, 5000, 50000, 200000, 1000000])))
+                            total_assets=Decimal(rng.choice([0, 5000, 50000, 200000, 1000000])),
+                            custom_fields=_custom_values(rng))
         f = {"risk_level": c.risk_level, "gender": c.gender, "total_assets": c.total_assets, "tags": set(),
-             "trades": [], "events": [], "segments": set(), "groups": set(), "tier_changes": []}
+             "trades": [], "events": [], "segments": set(), "groups": set(), "tier_changes": [],
+             "custom": c.custom_fields}
         for pk in SEGMENT_IDS:  # stored membership, deliberately NOT what the nested rule says
             if rng.random() < 0.5:
                 SegmentMember.objects.create(segment_id=pk, customer=c)
@@ -102,6 +134,29 @@ def _compare(op, left, right):
             "lt": left < right, "lte": left <= right}[op]
 
 
+def _custom(rule, values) -> bool:
+    """A custom field condition: comparisons hold only for customers with a value (customers/custom_fields.py)."""
+    field_type = CUSTOM[rule["field"]][0]
+    actual, op, value = values.get(rule["field"]), rule["op"], rule.get("value")
+    if op in ("is_set", "is_not_set"):
+        return (actual is not None) == (op == "is_set")
+    if actual is None:
+        return False
+    convert = {"number": lambda v: Decimal(str(v)), "date": date.fromisoformat}.get(field_type, lambda v: v)
+    if op == "has_any":
+        return any(v in actual for v in value)
+    if op == "has_all":
+        return all(v in actual for v in value)
+    if op == "contains":
+        return value in actual
+    actual = convert(actual)
+    if op in ("in", "not_in"):
+        return (actual in [convert(v) for v in value]) == (op == "in")
+    if op == "between":
+        return convert(value[0]) <= actual <= convert(value[1])
+    return _compare(op, actual, convert(value))
+
+
 def evaluate(rule, f, ranks=None) -> bool:
     """The plain-Python reading of the rule language (segments/rules.py docstring)."""
     if "rules" in rule:
@@ -124,6 +179,8 @@ def evaluate(rule, f, ranks=None) -> bool:
         value = value == (rule["op"] == "member")
     elif rule["type"] == "tier_change":
         value = _tier_change(rule, f, ranks)
+    elif rule["type"] == "custom":
+        value = _custom(rule, f["custom"])
     elif rule["type"] == "trades":
         rows = [t for t in f["trades"] if t[0] < rule["within_days"]
                 and (not rule.get("product_type") or t[1] == rule["product_type"])]
@@ -160,6 +217,25 @@ conditions = st.one_of(
     st.fixed_dictionaries({"type": st.just("tier_change"), "direction": st.sampled_from(["down", "up", "any"]),
                            "within_days": WINDOW},
                           optional={"to": st.lists(st.sampled_from(TIER_CODES), min_size=1, max_size=2, unique=True)}),
+    *(st.fixed_dictionaries({"type": st.just("custom"), "field": st.just(code), "op": st.sampled_from(["is_set", "is_not_set"])})
+      for code in CUSTOM),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("pref"), "op": st.sampled_from(["eq", "ne"]),
+                           "value": st.sampled_from(CUSTOM["pref"][1] + ["已删除的选项"])}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("pref"), "op": st.sampled_from(["in", "not_in"]),
+                           "value": st.lists(st.sampled_from(CUSTOM["pref"][1]), min_size=1, max_size=2, unique=True)}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("hobbies"),
+                           "op": st.sampled_from(["has_any", "has_all"]),
+                           "value": st.lists(st.sampled_from(CUSTOM["hobbies"][1]), min_size=1, max_size=2, unique=True)}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("score"), "op": COUNT_OPS,
+                           "value": st.sampled_from(SCORES)}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("score"), "op": st.just("between"),
+                           "value": st.lists(st.sampled_from(SCORES), min_size=2, max_size=2)}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("since"), "op": COUNT_OPS,
+                           "value": st.sampled_from(DAYS)}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("since"), "op": st.just("between"),
+                           "value": st.lists(st.sampled_from(DAYS), min_size=2, max_size=2)}),
+    st.fixed_dictionaries({"type": st.just("custom"), "field": st.just("memo"),
+                           "op": st.sampled_from(["eq", "ne", "contains"]), "value": st.sampled_from(MEMOS + ["客户", "%"])}),
 ).flatmap(lambda c: st.booleans().map(lambda negate: {**c, "not": negate}))
 rules = st.recursive(conditions, lambda children: st.fixed_dictionaries({
     "op": st.sampled_from(["and", "or"]), "not": st.booleans(),
