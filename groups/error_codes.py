@@ -9,3 +9,4 @@ class GroupError(StrEnum):
     GROUP_NOT_FOUND = "group_not_found"
     WECOM_FAILED = "group_wecom_failed"
     NO_CUSTOMERS = "group_invite_no_customers"
+    TAG_INVALID = "group_purpose_tag_invalid"

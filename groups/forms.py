@@ -38,6 +38,9 @@ class InviteForm(forms.Form):
 
     customers = forms.TypedMultipleChoiceField(required=False, coerce=int)
     all = forms.BooleanField(required=False)
+    # 全部邀请 is confirmed on a second post, with the number of tasks the confirmation showed
+    confirmed = forms.BooleanField(required=False)
+    expected = forms.IntegerField(required=False, min_value=0)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,3 +52,21 @@ class InviteForm(forms.Form):
         if not data.get("all") and not data.get("customers"):
             raise forms.ValidationError(_("请选择要邀请的客户"))
         return data
+
+
+class PurposeTagRuleForm(forms.Form):
+    """入群自动标签: a tag for every client who joins a group of a purpose (the rules live in groups.services)."""
+
+    purpose = forms.ChoiceField(label=_("群用途"), choices=Purpose.choices,
+                                widget=forms.Select(attrs={"class": "form-select"}))
+    tag = forms.ModelChoiceField(label=_("入群时打的标签"), queryset=None,
+                                 widget=forms.Select(attrs={"class": "form-select"}))
+    remove_on_leave = forms.BooleanField(label=_("退群时移除（客户不在任何该用途的群中时）"), required=False,
+                                         widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))
+
+    def __init__(self, *args, **kwargs):
+        from tagging.models import Tag
+
+        super().__init__(*args, **kwargs)
+        self.fields["tag"].queryset = Tag.objects.filter(active=True).select_related("category").order_by(
+            "category__name", "name")

@@ -113,3 +113,22 @@ class GroupDailyStat(models.Model):
     class Meta:
         ordering = ["day"]
         constraints = [models.UniqueConstraint(fields=["group", "day"], name="group_daily_stat_unique")]
+
+
+class PurposeTagRule(models.Model):
+    """A client who joins a group of ``purpose`` gets ``tag`` (tag source 入群规则); with ``remove_on_leave`` they
+    lose it again when they leave, unless still in another group of that purpose (groups.services.
+    group_purpose_tags_apply, through tagging's one writer: history, expiry, exclusive groups)."""
+
+    purpose = models.CharField(_("用途"), max_length=20, choices=Purpose.choices)
+    tag = models.ForeignKey("tagging.Tag", verbose_name=_("标签"), on_delete=models.CASCADE, related_name="+")
+    remove_on_leave = models.BooleanField(_("退群时移除"), default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["purpose", "pk"]
+        verbose_name = _("入群自动标签")
+        verbose_name_plural = _("入群自动标签")
+        constraints = [models.UniqueConstraint(fields=["purpose", "tag"], name="group_purpose_tag_unique")]

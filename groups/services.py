@@ -11,18 +11,19 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import ApplicationError
+from core.events import GroupMembersChanged, emit
 from core.models import Role, User
 from core.services import audit_record
 from customers.models import Customer, Task
 from customers.services import tasks_create
 from groups import selectors
 from groups.error_codes import GroupError
-from groups.models import GroupChat, GroupDailyStat, GroupMember, GroupMemberEvent, Purpose
+from groups.models import GroupChat, GroupDailyStat, GroupMember, GroupMemberEvent, Purpose, PurposeTagRule
 from integrations.wecom.client import wecom_time
 from segments.models import Segment
 
@@ -44,6 +45,13 @@ def _link_customers(external_userids: set[str]) -> dict[str, int]:
         links.update(ExternalContact.objects.filter(external_userid__in=missing, customer__isnull=False)
                      .values_list("external_userid", "customer_id"))
     return links
+
+
+def _members_changed_emit(group_id: int, events: list[GroupMemberEvent]) -> None:
+    joined = tuple(sorted({e.customer_id for e in events if e.customer_id and e.kind == GroupMemberEvent.Kind.JOIN}))
+    left = tuple(sorted({e.customer_id for e in events if e.customer_id and e.kind == GroupMemberEvent.Kind.LEAVE}))
+    if joined or left:
+        emit(GroupMembersChanged(group_id=group_id, joined_customer_ids=joined, left_customer_ids=left))
 
 
 @transaction.atomic
@@ -124,6 +132,7 @@ def group_sync_from_wecom(group_chat: dict, *, at: datetime | None = None) -> Gr
         GroupMember.objects.bulk_update(changed, sorted(update_fields))
     if events:
         GroupMemberEvent.objects.bulk_create(events)
+        _members_changed_emit(group.pk, events)
 
     fields["member_count"] = len(incoming)
     dirty = [k for k, v in fields.items() if getattr(group, k) != v]
@@ -146,10 +155,11 @@ def group_dismissed(chat_id: str, at: datetime | None = None) -> GroupChat | Non
     current = list(GroupMember.objects.filter(group=group, left_at__isnull=True).values_list("userid", "customer_id"))
     if current:
         GroupMember.objects.filter(group=group, left_at__isnull=True).update(left_at=at)
-        GroupMemberEvent.objects.bulk_create([
+        events = GroupMemberEvent.objects.bulk_create([
             GroupMemberEvent(group=group, userid=userid, customer_id=customer_id, kind=GroupMemberEvent.Kind.LEAVE, at=at)
             for userid, customer_id in current
         ])
+        _members_changed_emit(group.pk, events)
     if group.status != GroupChat.Status.DISMISSED or group.member_count:
         group.status, group.member_count = GroupChat.Status.DISMISSED, 0
         group.save(update_fields=["status", "member_count"])
@@ -198,6 +208,100 @@ def group_update(*, actor, group: GroupChat, purpose: str, audience: Segment | i
     return group
 
 
+# --- tags by purpose (入群自动标签) -------------------------------------------------------------------
+
+GROUP_RULE_ACTOR = "group-rule"
+
+
+def purpose_tag_rules_may_edit(user) -> bool:
+    """Operators and admins set the tags of a purpose (they apply to every group of it, in every branch)."""
+    return getattr(user, "role", None) in EDIT_ALL_ROLES
+
+
+def _rules_guard(actor) -> None:
+    if not purpose_tag_rules_may_edit(actor):
+        raise ApplicationError(GroupError.NOT_ALLOWED, _("只有运营和管理员可以设置入群自动标签"), status_code=403)
+
+
+@transaction.atomic
+def purpose_tag_rule_add(*, actor, purpose: str, tag, remove_on_leave: bool) -> PurposeTagRule:
+    """Clients who join a group of ``purpose`` from now on get ``tag`` (and lose it on leaving the last such group
+    when ``remove_on_leave``); adding the same tag again changes ``remove_on_leave``. Audited."""
+    from tagging.models import Tag
+
+    _rules_guard(actor)
+    if purpose not in Purpose.values:
+        raise ApplicationError(GroupError.PURPOSE_INVALID, _("请选择群的用途"), [{"field": "purpose"}])
+    if not Tag.objects.filter(pk=getattr(tag, "pk", tag), active=True).exists():
+        raise ApplicationError(GroupError.TAG_INVALID, _("请选择一个启用中的标签"), [{"field": "tag"}])
+    rule, created = PurposeTagRule.objects.update_or_create(
+        purpose=purpose, tag_id=getattr(tag, "pk", tag),
+        defaults={"remove_on_leave": bool(remove_on_leave)}, create_defaults={
+            "remove_on_leave": bool(remove_on_leave), "created_by": actor})
+    audit_record(actor=actor, action="group.purpose_tag_rule_add" if created else "group.purpose_tag_rule_change",
+                 target_type="group_purpose", target_id=purpose,
+                 details={"purpose": purpose, "tag": rule.tag.code, "remove_on_leave": rule.remove_on_leave})
+    return rule
+
+
+@transaction.atomic
+def purpose_tag_rule_delete(*, actor, rule: PurposeTagRule) -> None:
+    """Stop tagging on join (tags already given stay; they expire or are removed as usual). Audited."""
+    _rules_guard(actor)
+    details = {"purpose": rule.purpose, "tag": rule.tag.code, "remove_on_leave": rule.remove_on_leave}
+    PurposeTagRule.objects.filter(pk=rule.pk).delete()
+    audit_record(actor=actor, action="group.purpose_tag_rule_delete", target_type="group_purpose",
+                 target_id=rule.purpose, details=details)
+
+
+def group_purpose_tags_apply(event: GroupMembersChanged) -> dict:
+    """core.events.GroupMembersChanged (after commit): the tags of the group's purpose for the clients who joined
+    (still members now), and, for rules with ``remove_on_leave``, off the clients who left and are in no other
+    active group of that purpose any more. Through tagging's one writer with source 入群规则: history rows,
+    TagChanged, the tag's own lifetime; a tag the client holds from another source (set by hand, a rule …) is
+    neither overwritten nor removed. Returns the counts (added, removed)."""
+    from tagging.models import TagSource
+    from tagging.writer import customer_tags_set
+
+    counts = {"added": 0, "removed": 0}
+    group = GroupChat.objects.filter(pk=event.group_id).first()
+    if group is None:
+        return counts
+    rules = list(PurposeTagRule.objects.filter(purpose=group.purpose, tag__active=True).select_related("tag"))
+    if not rules:
+        return counts
+    purpose = Purpose(group.purpose).label
+    joined = Customer.objects.filter(pk__in=event.joined_customer_ids, group_memberships__group=group,
+                                     group_memberships__left_at__isnull=True)
+    still_in_purpose = GroupMember.objects.filter(customer_id=OuterRef("pk"), left_at__isnull=True,
+                                                  group__purpose=group.purpose, group__status=GroupChat.Status.ACTIVE)
+    left = Customer.objects.filter(pk__in=event.left_customer_ids).exclude(Exists(still_in_purpose))
+    for rule in rules:
+        if event.joined_customer_ids:
+            counts["added"] += len(customer_tags_set(
+                tag=rule.tag, source=TagSource.GROUP, actor=GROUP_RULE_ACTOR, customers=joined, overwrite=False,
+                evidence=_("加入%(purpose)s「%(name)s」") % {"purpose": purpose, "name": group.name},
+                evidence_data={"group_id": group.pk, "rule_id": rule.pk}).added)
+        if event.left_customer_ids and rule.remove_on_leave:
+            counts["removed"] += len(customer_tags_set(
+                tag=rule.tag, source=TagSource.GROUP, actor=GROUP_RULE_ACTOR, add=False, customers=left,
+                only_source=TagSource.GROUP,
+                evidence=_("退出%(purpose)s「%(name)s」，已不在任何%(purpose)s中") % {"purpose": purpose,
+                                                                              "name": group.name}).removed)
+    return counts
+
+
+def purpose_tag_rules_by_purpose() -> list[dict]:
+    """Every purpose with its rules and how many active groups have it (the 群用途与自动标签 page)."""
+    rules = defaultdict(list)
+    for rule in PurposeTagRule.objects.select_related("tag", "tag__category").order_by("purpose", "tag__name"):
+        rules[rule.purpose].append(rule)
+    groups = dict(GroupChat.objects.filter(status=GroupChat.Status.ACTIVE).values_list("purpose")
+                  .annotate(n=Count("pk")).order_by())
+    return [{"purpose": value, "label": label, "groups": groups.get(value, 0), "rules": rules[value]}
+            for value, label in Purpose.choices]
+
+
 # --- join way (入群二维码) ----------------------------------------------------------------------
 
 def group_join_way_create(*, actor, group: GroupChat) -> GroupChat:
@@ -242,20 +346,13 @@ def _customer_ids_qs(customers):
     return [getattr(c, "pk", c) for c in customers]
 
 
-@transaction.atomic
-def group_invite_tasks_create(*, actor, group: GroupChat, customers) -> dict:
-    """One task per customer for their advisor to invite them into ``group`` (due in 3 days).
-
-    ``customers`` is a Customer queryset (or ids); only those in the actor's scope count (``actor=None``
-    is the system, e.g. an SOP step: no scope cut). Skipped: current members, customers with an open
-    invite task for this group, customers without an advisor.
-    Returns the counts: requested, created, already_member, already_invited, no_advisor, out_of_scope.
-    """
+def _invite_selection(*, actor, group: GroupChat, customers):
+    """The one selector of invitations: the requested customers in the actor's scope, annotated, with the counts
+    of those skipped; returns (requested count, totals, the customers to create tasks for)."""
     if actor is not None and not selectors.groups_visible_to(actor).filter(pk=group.pk).exists():
         raise ApplicationError(GroupError.GROUP_NOT_FOUND, _("群不存在"), status_code=404)
     if group.status != GroupChat.Status.ACTIVE:
         raise ApplicationError(GroupError.NOT_ACTIVE, _("群已解散，不能邀请"))
-    group = GroupChat.objects.select_for_update().get(pk=group.pk)  # one invite run per group at a time
     ids = _customer_ids_qs(customers)
     requested = Customer.objects.filter(pk__in=ids)
     in_scope = ((requested.visible_to(actor) if actor is not None else requested)
@@ -269,12 +366,39 @@ def group_invite_tasks_create(*, actor, group: GroupChat, customers) -> dict:
     result = {"requested": requested.count(), "created": 0, "already_member": totals["already_member"],
               "already_invited": totals["already_invited"], "no_advisor": totals["no_advisor"]}
     result["out_of_scope"] = result["requested"] - totals["total"]
+    return result, in_scope.filter(member=False, invited=False, advisor__isnull=False)
 
-    due_at = timezone.now() + timedelta(days=INVITE_DUE_DAYS)
+
+def _invite_tasks(*, group: GroupChat, todo, dry_run: bool = False):
     title = _("邀请客户加入群「%(name)s」") % {"name": group.name}
-    label = selectors.invite_task_source_label(group)
-    todo = in_scope.filter(member=False, invited=False, advisor__isnull=False)
-    made = tasks_create(source=Task.Source.GROUP_INVITE, customers=todo, title=title, due_at=due_at, source_label=label)
+    return tasks_create(source=Task.Source.GROUP_INVITE, customers=todo, title=title,
+                        due_at=timezone.now() + timedelta(days=INVITE_DUE_DAYS),
+                        source_label=selectors.invite_task_source_label(group), dry_run=dry_run)
+
+
+def group_invite_plan(*, actor, group: GroupChat, customers) -> dict:
+    """What :func:`group_invite_tasks_create` would do now with the same arguments, creating nothing: the same
+    counts, with ``to_create`` (tasks) and ``advisors`` (how many advisors get them), counted by the task creator
+    itself (customers.services.tasks_create, dry run). The page shows it before anyone confirms."""
+    result, todo = _invite_selection(actor=actor, group=group, customers=customers)
+    made = _invite_tasks(group=group, todo=todo, dry_run=True)
+    result.update(to_create=made.would_create, advisors=made.assignees)
+    result["no_advisor"] += made.out_of_scope
+    return result
+
+
+@transaction.atomic
+def group_invite_tasks_create(*, actor, group: GroupChat, customers) -> dict:
+    """One task per customer for their advisor to invite them into ``group`` (due in 3 days).
+
+    ``customers`` is a Customer queryset (or ids); only those in the actor's scope count (``actor=None``
+    is the system, e.g. an SOP step: no scope cut). Skipped: current members, customers with an open
+    invite task for this group, customers without an advisor.
+    Returns the counts: requested, created, already_member, already_invited, no_advisor, out_of_scope.
+    """
+    group = GroupChat.objects.select_for_update().get(pk=group.pk)  # one invite run per group at a time
+    result, todo = _invite_selection(actor=actor, group=group, customers=customers)
+    made = _invite_tasks(group=group, todo=todo)
     result["created"] = len(made.created)
     result["no_advisor"] += made.out_of_scope  # an advisor who left cannot take the invitation
     audit_record(actor=actor, action="group.invite_tasks", target_type="group", target_id=group.pk, details=result,

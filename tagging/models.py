@@ -71,6 +71,7 @@ class TagSource(models.TextChoices):
     CONVERSATION = "conversation", _("会话识别")
     API = "api", _("接口")
     WECOM = "wecom", _("企业微信")
+    GROUP = "group", _("入群规则")  # groups.PurposeTagRule: tags for joining a group of a purpose
 
 
 class CustomerTagQuerySet(ScopedQuerySet):

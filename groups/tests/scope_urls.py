@@ -14,5 +14,5 @@ def _foreign_group(objs) -> int:
     return group.pk
 
 
-PAGES_WITHOUT_OBJECTS = {"groups:list"}
+PAGES_WITHOUT_OBJECTS = {"groups:list", "groups:purposes"}
 OBJECT_KWARGS = {"group_id": _foreign_group}

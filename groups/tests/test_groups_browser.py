@@ -37,6 +37,9 @@ def test_advisor_sees_group_health_and_invites_from_the_audience_gap(page, login
     assert task.customer == missing[0] and task.assignee == advisor and task.title == "邀请客户加入群「北京基金交流群」"
 
     page.click("[data-testid=invite-all]")  # the other one; the one already invited is skipped
+    page.wait_for_selector("[data-testid=invite-confirm] >> text=将创建 1 个邀请任务")  # asked first
+    assert Task.objects.filter(source="group_invite").count() == 1
+    page.click("[data-testid=invite-confirm-yes]")
     page.wait_for_selector("[data-testid=invite-result] >> text=已有未完成邀请任务 1 人")
     page.wait_for_selector("[data-testid=invite-result] >> text=已创建 1 个邀请任务")
     assert Task.objects.filter(source="group_invite").count() == 2

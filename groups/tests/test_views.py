@@ -102,3 +102,42 @@ def test_edit_purpose_and_audience(client, groups, branch_manager, advisor, othe
     response = client.post(url, {"purpose": "fund", "audience": groups["segment"].pk})
     groups["mine"].refresh_from_db()
     assert groups["mine"].purpose == "fund" and groups["mine"].audience == groups["segment"]
+
+
+def test_invite_all_asks_first_with_the_creators_own_count(client, advisor, same_branch_advisor, branch_manager,
+                                                           make_staff):
+    left = make_staff("advisor_left", "advisor", "BJ01", employee_code="E9401")
+    mine = [CustomerFactory(advisor=advisor) for _ in range(3)]
+    colleague = [CustomerFactory(advisor=same_branch_advisor) for _ in range(2)]
+    member = CustomerFactory(advisor=advisor)
+    orphan = CustomerFactory(advisor=left)  # their advisor has left: the task creator refuses them
+    left.is_active = False
+    left.save(update_fields=["is_active"])
+    group = make_group(advisor=advisor, name="全员邀请群", purpose="fund",
+                       audience=segment_of(*mine, *colleague, member, orphan), members=[member])
+    url = reverse("groups:invite", args=[group.pk])
+    client.force_login(branch_manager)
+
+    asked = client.post(url, {"all": "1"}, HTTP_HX_REQUEST="true")
+    body = asked.content.decode()
+    assert asked.status_code == 200 and 'data-testid="invite-confirm"' in body
+    assert "将创建 5 个邀请任务，分派给 2 位投顾" in body and "没有（可用的）投顾 1 人" in body
+    assert 'name="expected" value="5"' in body and "确认创建 5 个任务" in body
+    assert not Task.objects.filter(source="group_invite").exists()  # asking creates nothing
+
+    # without htmx the whole page asks the same
+    page = client.post(url, {"all": "1"}).content.decode()
+    assert 'data-testid="invite-confirm"' in page and "将创建 5 个邀请任务" in page
+    assert not Task.objects.filter(source="group_invite").exists()
+
+    # more tasks now than the confirmation showed (the gap grew meanwhile): ask again, create nothing
+    stale = client.post(url, {"all": "1", "confirmed": "1", "expected": "4"}, HTTP_HX_REQUEST="true")
+    assert 'data-testid="invite-confirm-changed"' in stale.content.decode()
+    assert not Task.objects.filter(source="group_invite").exists()
+
+    done = client.post(url, {"all": "1", "confirmed": "1", "expected": "5"}, HTTP_HX_REQUEST="true")
+    assert "已创建 5 个邀请任务" in done.content.decode()
+    tasks = Task.objects.filter(source="group_invite")
+    assert tasks.count() == 5 and set(tasks.values_list("assignee_id", flat=True)) == {advisor.pk, same_branch_advisor.pk}
+    again = client.post(url, {"all": "1"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "将创建 0 个邀请任务" in again and "disabled" in again[again.index("invite-confirm-yes"):][:200]

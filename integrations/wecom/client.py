@@ -24,6 +24,7 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
 from core.errors import ApplicationError
+from integrations.wecom.error_codes import WECOM_ERRCODES, wecom_errcode_info
 
 logger = logging.getLogger(__name__)
 
@@ -34,30 +35,8 @@ TIMEOUT_SECONDS = 15
 TOKEN_LOCK_SECONDS = 10
 TOKEN_EARLY_REFRESH_SECONDS = 300  # WeCom tokens live 7200 s; renew a little before
 
-ERROR_TEXT = {
-    -1: "企业微信系统繁忙，请稍后重试",
-    40001: "Secret 不正确（请检查 WECOM_SECRET：客户联系 Secret 或自建应用 Secret）",
-    40003: "成员 userid 无效",
-    40013: "企业 ID 不正确（请检查 WECOM_CORP_ID）",
-    40014: "access_token 无效",
-    40058: "参数不合法",
-    40068: "企业标签 ID 不存在",
-    40071: "同名标签已存在",
-    40096: "外部联系人 external_userid 无效",
-    40098: "联系我配置 config_id 无效",
-    41001: "缺少 access_token",
-    41051: "欢迎语 welcome_code 无效或已过期",
-    42001: "access_token 已过期",
-    45009: "调用频率超过企业微信限制",
-    45033: "并发调用超过企业微信限制",
-    45035: "每分钟调用次数超过企业微信限制",
-    48002: "应用没有该接口权限（请在管理后台给应用开通客户联系权限）",
-    60011: "应用没有该成员或客户的可见范围权限",
-    60020: "服务器 IP 不在企业可信 IP 列表中（请在管理后台配置可信 IP）",
-    60111: "成员 userid 不存在",
-    84061: "该成员与此客户不存在好友关系",
-    90500: "客户群不存在",
-}
+# errcodes in words, with what to do: integrations/wecom/error_codes.py (one table for every page)
+ERROR_TEXT = {code: row.message for code, row in WECOM_ERRCODES.items()}
 
 
 class WecomError(ApplicationError):
@@ -68,9 +47,10 @@ class WecomError(ApplicationError):
         if errcode is None:
             message = _("无法连接企业微信（%(path)s）：%(errmsg)s") % {"path": path or "API", "errmsg": errmsg}
         else:
-            meaning = ERROR_TEXT.get(errcode, _("企业微信返回错误"))
-            message = _("企业微信错误 %(errcode)s：%(meaning)s（%(path)s：%(errmsg)s）") % {
-                "errcode": errcode, "meaning": meaning, "path": path or "API", "errmsg": errmsg}
+            row = wecom_errcode_info(errcode or -1)
+            message = _("企业微信错误 %(errcode)s：%(meaning)s。%(advice)s（%(path)s：%(errmsg)s）") % {
+                "errcode": errcode, "meaning": row.message, "advice": row.advice, "path": path or "API",
+                "errmsg": errmsg}
         super().__init__("wecom_error", message, {"errcode": errcode, "errmsg": errmsg, "path": path},
                          status_code=502)
 

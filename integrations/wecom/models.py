@@ -205,7 +205,8 @@ class TransferItem(models.Model):
         REFUSED = "refused", _("客户拒绝")
         LIMITED = "limited", _("接替人客户数已达上限")
         FAILED = "failed", _("失败")
-        LOCAL = "local", _("仅系统内转移（非企业微信客户）")
+        LOCAL = "local", _("仅系统内转移")
+        SKIPPED = "skipped", _("本次未转（留在原投顾名下）")
 
     transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="items")
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")

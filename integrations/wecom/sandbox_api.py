@@ -363,6 +363,21 @@ def msg_template_result(sb: WecomSandbox, query: dict, body: dict) -> dict:
 
 # --- transfers -----------------------------------------------------------------------------------
 
+# WeCom's rules for handing a client over (developer.work.weixin.qq.com/document/path/92125, 94081, 96331):
+# the client must be a contact of the handover (84061); a client already in a handover waits for it (40129,
+# 当前客户正在转接中); on the job, each client at most twice in 90 natural days. WeCom does not document the
+# errcode of that quota: the sandbox answers TRANSFER_QUOTA_ERRCODE (integrations/wecom/error_codes.py has the
+# same constant). A takeover who is already the client's contact is fine (WeCom just sends no add event).
+TRANSFER_IN_PROGRESS_ERRCODE = 40129
+TRANSFER_QUOTA_ERRCODE = 40130
+ON_JOB_QUOTA, QUOTA_WINDOW_SECONDS = 2, 90 * 86400
+
+
+def _transfers_accepted(sb: WecomSandbox, eid: str, *, kind: str, since: float) -> int:
+    return sum(1 for call in sb.transfers if call["kind"] == kind and call.get("at", 0) >= since
+               for row in call["customer"] if row["external_userid"] == eid and row["errcode"] == 0)
+
+
 def _transfer(sb: WecomSandbox, query: dict, body: dict, *, kind: str) -> dict:
     handover, takeover = body.get("handover_userid"), body.get("takeover_userid")
     sb.user_require(handover)
@@ -371,24 +386,29 @@ def _transfer(sb: WecomSandbox, query: dict, body: dict, *, kind: str) -> dict:
     if not external_userids or len(external_userids) > 100:
         raise WecomApiError(40058, "external_userid must hold 1..100 ids")
     answers = []
+    now = time.time()
     with sb.lock:
         for eid in external_userids:
             follows = sb.follows.get(eid, {})
+            if any(r["external_userid"] == eid and r["status"] == 2 for r in sb.transfer_results.values()):
+                answers.append({"external_userid": eid, "errcode": TRANSFER_IN_PROGRESS_ERRCODE})
+                continue
             if handover not in follows:
                 answers.append({"external_userid": eid, "errcode": 84061})
                 continue
-            if takeover in follows:
-                answers.append({"external_userid": eid, "errcode": 40129})  # already a contact of the takeover
+            if kind == "on_job" and _transfers_accepted(sb, eid, kind=kind, since=now - QUOTA_WINDOW_SECONDS) \
+                    >= ON_JOB_QUOTA:
+                answers.append({"external_userid": eid, "errcode": TRANSFER_QUOTA_ERRCODE})
                 continue
             # the sandbox hands over at once (status 1 接替完毕); real WeCom waits 24 h (status 2)
             follow = follows.pop(handover)
-            follows[takeover] = {**follow, "userid": takeover, "oper_userid": takeover}
+            follows.setdefault(takeover, {**follow, "userid": takeover, "oper_userid": takeover})
             record = {"kind": kind, "handover_userid": handover, "takeover_userid": takeover, "external_userid": eid,
-                      "status": 1, "takeover_time": int(time.time())}
+                      "status": 1, "takeover_time": int(now)}
             sb.transfer_results[(kind, handover, eid)] = record
             answers.append({"external_userid": eid, "errcode": 0})
         sb.transfers.append({"kind": kind, "handover_userid": handover, "takeover_userid": takeover,
-                             "external_userid": list(external_userids),
+                             "external_userid": list(external_userids), "at": now,
                              "transfer_success_msg": body.get("transfer_success_msg", ""), "customer": answers})
     return {"customer": answers}
 

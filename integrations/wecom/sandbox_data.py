@@ -59,7 +59,8 @@ ERRMSG = {
     45009: "api freq out of limit", 45033: "api concurrent out of limit", 45035: "api minute freq out of limit",
     60011: "no privilege to access/modify contact/party/agent", 60111: "userid not found",
     84061: "not external contact", 40098: "invalid config_id",
-    41102: "invalid msgid", 90500: "invalid chat_id",
+    41102: "invalid msgid", 90500: "invalid chat_id", 40129: "customer is being transferred",
+    40130: "customer transfer quota of 90 days used up (sandbox)",
 }
 
 

@@ -26,7 +26,7 @@ from tagging.models import CustomerTag, Tag, TagSource
 from tagging.services import customer_tag_add, customer_tag_remove
 
 ACTOR = "wecom-sync"
-PUSHED_SOURCES = (TagSource.MANUAL, TagSource.RULE)
+PUSHED_SOURCES = (TagSource.MANUAL, TagSource.RULE, TagSource.GROUP)
 
 
 def corp_tags_delete(rows, *, at, remove_from_customers: bool = True) -> int:

@@ -84,8 +84,10 @@ def transfer_create(request):
     """GET without choices: the form; GET with them: the form and the clients that would move; POST: start."""
     require_nav(request.user, "transfers")
     bound = request.POST if request.method == "POST" else (request.GET if "from_advisor" in request.GET else None)
-    form = TransferForm(bound, user=request.user)
-    preview = None
+    # ?advisor=<id> (the users page's 离职继承 link) preselects the departing advisor without submitting
+    initial = {"from_advisor": request.GET["advisor"]} if bound is None and request.GET.get("advisor", "").isdigit() else {}
+    form = TransferForm(bound, user=request.user, initial=initial)
+    preview, plan = None, None
     if bound is not None and form.is_valid():
         data = form.cleaned_data
         try:
@@ -97,12 +99,15 @@ def transfer_create(request):
                     messages.warning(request, _("提交企业微信失败，系统会自动重试"))
                 return redirect("wecom:transfer_detail", transfer_id=transfer.pk)
             tr.transfer_check(actor=request.user, **choice)
-            preview = tr.transfer_preview(actor=request.user, from_advisor=data["from_advisor"])
+            preview, plan = tr.transfer_preview(actor=request.user, **choice)
         except ApplicationError as exc:
             form_add_application_error(form, exc)
     status = 400 if bound is not None and form.errors else 200
-    context = {"form": form, "preview": preview,
-               "preview_wecom": sum(1 for row in preview or [] if row["external_userid"]),
+    counts = plan.counts if preview is not None else {}
+    context = {"form": form, "preview": preview, "plan": plan,
+               "preview_wecom": counts.get(tr.Plan.WECOM, 0),
+               "preview_moves": sum(n for p, n in counts.items() if p in tr.MOVED_HERE),
+               "preview_stays": sum(n for p, n in counts.items() if p not in tr.MOVED_HERE),
                "action": reverse("wecom:transfer_create")}
     return render(request, "wecom/transfer_form.html", context, status=status)
 

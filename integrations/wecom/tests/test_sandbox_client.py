@@ -143,7 +143,8 @@ def test_client_raises_a_clear_error_for_other_errcodes_and_posts_raw_calls(weco
     with pytest.raises(WecomError) as error:
         client.post("externalcontact/mark_tag", data={"userid": "wx_advisor_bj", "external_userid": "nobody",
                                                       "add_tag": ["x"]})
-    assert error.value.errcode == 40096 and "external_userid 无效" in error.value.message
+    assert error.value.errcode == 40096 and "（external_userid）无效" in error.value.message
+    assert "同步" in error.value.message  # and what to do about it
     assert error.value.code == "wecom_error"
     answer = client.post("externalcontact/batch/get_by_user", data={"userid_list": ["wx_advisor_bj"], "limit": 5})
     assert len(answer["external_contact_list"]) == 5

@@ -35,8 +35,9 @@ def test_settings_come_from_the_documented_environment_variables(django_db_setup
     assert unconfigured["WECOM_API_BASE_URL"] == "https://qyapi.weixin.qq.com" and unconfigured["WECOM_CORP_ID"] == ""
 
 
-def test_readme_walks_a_brokerage_through_the_wecom_setup():
-    readme = (ROOT / "README.md").read_text()
-    setup = readme[readme.index("### What the brokerage sets up in WeCom"):readme.index("### The client")]
+def test_the_docs_walk_a_brokerage_through_the_wecom_setup():
+    guide = (ROOT / "docs" / "wecom-setup.md").read_text()
+    assert "docs/wecom-setup.md" in (ROOT / "README.md").read_text()
+    setup = guide[guide.index("## What the brokerage sets up in WeCom"):guide.index("## The client")]
     for needed in [*NAMES, "Secret", "可信 IP", "60020", "EncodingAESKey", reverse("wecom:callback"), "可见范围"]:
         assert needed in setup, needed

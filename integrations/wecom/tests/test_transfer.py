@@ -52,7 +52,8 @@ def test_on_job_transfer_with_a_refusal_a_failure_and_a_local_client(client, bra
     assert preview.status_code == 200
     rows = preview.context["preview"]
     assert {r["customer"].pk for r in rows} == {c.pk for c in [*wecom, *local, not_a_friend]}
-    assert preview.context["preview_wecom"] == 4
+    assert preview.context["preview_wecom"] == 3  # WeCom does not list the one who is not a friend
+    assert preview.context["plan"].counts["not_friend"] == 1 and preview.context["plan"].checked_live
     assert Customer.objects.filter(advisor=handover).count() == 5  # a preview moves nothing
 
     response = client.post(NEW, _data("on_job", handover, takeover))
@@ -63,14 +64,15 @@ def test_on_job_transfer_with_a_refusal_a_failure_and_a_local_client(client, bra
     done_task.refresh_from_db()
     assert task.assignee == takeover and done_task.assignee == handover
     audit = AuditLog.objects.get(action="wecom.transfer_start")
-    assert audit.details["customers"] == 5 and audit.details["wecom_contacts"] == 4 and audit.actor == branch_manager
+    assert audit.details["customers"] == 5 and audit.details["wecom_contacts"] == 3 and audit.actor == branch_manager
 
     calls = sb.state()["transfers"]
     assert len(calls) == 1 and calls[0]["kind"] == "on_job" and calls[0]["handover_userid"] == "wx_leaving"
     status = dict(TransferItem.objects.values_list("customer_id", "status"))
     assert status == {wecom[0].pk: "waiting", wecom[1].pk: "waiting", wecom[2].pk: "waiting",
-                      local[0].pk: "local", not_a_friend.pk: "failed"}
+                      local[0].pk: "local", not_a_friend.pk: "local"}  # not submitted: WeCom would answer 84061
     assert TransferItem.objects.get(customer=not_a_friend).errcode == 84061
+    assert "wmNotFriends" not in calls[0]["external_userid"]
 
     # the client of wecom[1] refuses: WeCom pushes transfer_fail
     post_event(client, sb, {"Event": "change_external_contact", "ChangeType": "transfer_fail",
@@ -87,7 +89,7 @@ def test_on_job_transfer_with_a_refusal_a_failure_and_a_local_client(client, bra
     assert transfers_poll() == 0
 
     page = client.get(f"/integrations/wecom/transfers/{transfer.pk}/").content.decode()
-    for label in ("接替完毕", "客户拒绝", "仅系统内转移（非企业微信客户）", "失败", "84061"):
+    for label in ("接替完毕", "客户拒绝", "仅系统内转移", "不是原投顾的企业微信好友", "84061 该成员与此客户不存在好友关系"):
         assert label in page
     assert wecom[1].name in page
     listing = client.get("/integrations/wecom/transfers/").content.decode()
