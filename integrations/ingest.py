@@ -21,22 +21,64 @@ def actor_label(client: ApiClient) -> str:
     return f"api:{client.name}"[:150]
 
 
+# Fields a JSON row must give as a string (or null, "not given"). The shared pipeline reads a number as text because
+# spreadsheets and the CRM hand numbers over; the API's schema says string, so 12 for a name or 20250301 for a date is
+# an error of the row here (identifiers, times and properties the pipeline already checks; amounts may be numbers).
+TEXT_FIELDS = {
+    "customers": ("name", "mobile", "id_number", "gender", "birth_date", "branch", "advisor", "risk_level",
+                  "risk_assessed_at", "opened_at", "channel", "utm_source", "utm_medium", "utm_campaign",
+                  "funnel_stage", "region", "occupation", "lifecycle_stage"),
+    "trades": ("side",),
+    "events": ("type",),
+    "products": ("name", "type", "risk_level"),
+}
+KEY_FIELDS = {"customers": "external_id", "trades": "external_id", "events": "event_id", "products": "code"}
+
+
+def _with_json_types(kind: str, rows: list, upsert) -> dict:
+    """``upsert(rows)`` without the rows where a TEXT_FIELDS field holds a number, boolean, list or object: each such
+    value is a row error ``invalid_type`` and the row is not written (it reaches the pipeline as a placeholder, so
+    every other row keeps its index)."""
+    key_field, typed, type_errors = KEY_FIELDS[kind], [], []
+    for index, row in enumerate(rows):
+        wrong = [name for name in TEXT_FIELDS[kind] if isinstance(row, dict) and row.get(name) is not None
+                 and not isinstance(row[name], str)]
+        if not wrong:
+            typed.append(row)
+            continue
+        raw_key = row.get(key_field)
+        key = raw_key.strip()[:64] if isinstance(raw_key, str) else ""
+        type_errors += [{"index": index, "external_id": key, "field": name, "code": "invalid_type",
+                         "message": "应为字符串"} for name in wrong]
+        typed.append(None)  # the pipeline reports "not an object" for it, replaced below by the errors above
+    result = upsert(typed)
+    if type_errors:
+        placeholders = {e["index"] for e in type_errors}
+        kept = [e for e in result["errors"] if not (e["index"] in placeholders and e["field"] == "")]
+        result["errors"] = sorted(kept + type_errors, key=lambda e: e["index"])
+    return result
+
+
 def trades_ingest(*, client: ApiClient, rows: list) -> dict:
-    return ingest.trades_upsert(rows=rows, actor_label=actor_label(client), branch_id=client.branch_id)
+    return _with_json_types("trades", rows, lambda typed: ingest.trades_upsert(
+        rows=typed, actor_label=actor_label(client), branch_id=client.branch_id))
 
 
 def events_ingest(*, client: ApiClient, rows: list) -> dict:
-    return ingest.events_upsert(rows=rows, actor_label=actor_label(client), branch_id=client.branch_id)
+    return _with_json_types("events", rows, lambda typed: ingest.events_upsert(
+        rows=typed, actor_label=actor_label(client), branch_id=client.branch_id))
 
 
 def products_upsert(*, client: ApiClient, rows: list) -> dict:
-    return ingest.products_upsert(rows=rows, actor_label=actor_label(client))
+    return _with_json_types("products", rows, lambda typed: ingest.products_upsert(
+        rows=typed, actor_label=actor_label(client)))
 
 
 @transaction.atomic
 def customers_upsert(*, client: ApiClient, rows: list) -> dict:
     """customers/ingest/customers.py's upsert, limited to the client's branch (enforced there, in the writing statement)."""
-    result = ingest.customer_bulk_upsert(actor_label=actor_label(client), rows=rows, branch_id=client.branch_id)
+    result = _with_json_types("customers", rows, lambda typed: ingest.customer_bulk_upsert(
+        actor_label=actor_label(client), rows=typed, branch_id=client.branch_id))
     return {k: result[k] for k in ("created", "updated", "unchanged", "errors")}
 
 
@@ -49,8 +91,9 @@ def customer_patch(*, client: ApiClient, customer: Customer, data) -> Customer:
         raise ApplicationError("invalid", "external_id 不能修改",
                                [{"field": "external_id", "message": "与地址中的客户号不一致", "code": "immutable"}])
     row = {**data, "external_id": customer.external_id}
-    if "name" not in data:
-        row["name"] = customer.name  # bulk rows require a name; a PATCH keeps the stored one
+    name = data.get("name")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        row["name"] = customer.name  # bulk rows require a name; a PATCH without one (or null/blank) keeps it
     result = customers_upsert(client=client, rows=[row])
     if result["errors"]:
         raise ApplicationError("invalid", "请求数据无效",

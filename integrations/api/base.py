@@ -8,6 +8,8 @@ import logging
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import get_doc
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import authentication, exceptions, permissions, serializers, throttling
@@ -15,7 +17,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
-from core.validators import UNSTORABLE_MESSAGE, text_storable
+from core.validators import EXTERNAL_ID_RE, UNSTORABLE_MESSAGE, text_storable
 from customers.models import Customer
 from integrations.api_clients import api_client_for_key
 from integrations.models import ApiClient
@@ -158,28 +160,105 @@ class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(required=False)
 
 
+@extend_schema_field({
+    "oneOf": [{"type": "array", "items": {"type": "object", "additionalProperties": True}},
+              {"type": "object", "additionalProperties": True}],
+    "description": "通常为数组，每项说明一个出错的字段 {field, message, code} 或规则节点 {path, message}；"
+                   "超出行数上限（413 too_many_rows）时为对象 {limit, received}"})
+class ErrorDetailsField(serializers.JSONField):
+    pass
+
+
 class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.JSONField()
+    code = serializers.CharField(help_text="机器可读的错误代码，如 invalid、not_found、throttled")
+    message = serializers.CharField(help_text="给人看的说明")
+    details = ErrorDetailsField()
 
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
-ERROR_CODES = {"400": "请求无效", "401": "未认证", "403": "缺少权限", "404": "不存在", "405": "方法不允许",
-               "413": "请求过大", "415": "不支持的媒体类型", "429": "请求过于频繁"}
+ERROR_CODES = {"400": "请求无效（参数、请求体或其中的字段；details 指出哪一个）", "401": "未认证：缺少、错误或已停用的 API 密钥",
+               "403": "缺少权限（scope）", "404": "不存在（或不在本客户端的数据范围内）",
+               "405": "方法不允许（Allow 头列出可用的方法）", "413": "请求过大：请求体超过上限，或批量行数超过上限",
+               "415": "不支持的媒体类型：请求体应为 application/json", "429": "请求过于频繁：Retry-After 秒后再试",
+               "503": "服务暂时不可用（数据库或缓存无法连接）：Retry-After 秒后再试"}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}, "required": True,
+                                "description": "多少秒后再试"}}
+ERROR_HEADERS = {
+    "401": {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}, "required": True,
+                                 "description": "认证方式"}},
+    "405": {"Allow": {"schema": {"type": "string"}, "required": True, "description": "此地址可用的方法"}},
+    "429": _RETRY_AFTER,
+    "503": _RETRY_AFTER,
+}
+
+# path parameters whose converter says less than the API knows (identifiers have a pattern, ids start at 1)
+PATH_PARAMETERS = {
+    "external_id": ({"type": "string", "pattern": f"^{EXTERNAL_ID_RE.pattern}$", "maxLength": 64},
+                    "客户号 external_id（字母、数字和 . _ -，以字母或数字开头，最多 64 个字符）。"
+                    "不在本客户端数据范围内的客户与不存在的客户一样答 404"),
+    "tag_code": ({"type": "string", "pattern": "^[-a-zA-Z0-9_]+$", "maxLength": 50}, "标签代码"),
+    "segment_id": ({"type": "integer", "minimum": 1}, "客群编号"),
+    "subscription_id": ({"type": "integer", "minimum": 1}, "订阅编号（创建时返回的 id）"),
+}
 
 
 class ApiAutoSchema(AutoSchema):
-    """Every operation documents the one error shape for the 4xx answers it can give."""
+    """The schema says what the API does: every operation documents the error answers it can give (one error
+    shape, with Retry-After / WWW-Authenticate / Allow where the answer carries them), request bodies refuse
+    properties they do not declare (``additionalProperties: false``, as the views do), and path identifiers carry
+    their pattern."""
+
+    def get_description(self):
+        # a view without a docstring of its own must not inherit ApiView's (an implementation note)
+        action_doc = get_doc(getattr(self.view, self.method.lower(), None))
+        return action_doc or (get_doc(self.view.__class__) if "__doc__" in vars(self.view.__class__)
+                              and self.view.__class__.__doc__ else "")
+
+    def error_statuses(self) -> list[str]:
+        """400 (any parameter or body, a NUL in the URL), 401, 403, 405, 413 (Content-Length over the limit),
+        429 and 503 can answer any operation; 404 those with a path parameter; 415 those with a body."""
+        statuses = ["400", "401", "403", "405", "413", "429", "503"]
+        if "{" in self.path:
+            statuses.append("404")
+        if self.method in ("POST", "PUT", "PATCH"):
+            statuses.append("415")
+        return sorted(statuses)
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
-        for code in ERROR_CODES:
-            responses.setdefault(code, self._get_response_for_code(ErrorSerializer, code, direction=direction))
+        for code in self.error_statuses():
+            if code not in responses:
+                response = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=ERROR_CODES[code]), code, direction=direction)
+                if code in ERROR_HEADERS:
+                    response["headers"] = {**ERROR_HEADERS[code], **response.get("headers", {})}
+                responses[code] = response
         return responses
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and schema.get("type") == "object" and "properties" in schema:
+            schema.setdefault("additionalProperties", False)  # every /api/v1 body refuses unknown fields
+        return schema
+
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        for parameter in parameters:  # every string filter reads an empty value as "not given" (selectors)
+            if parameter["in"] == "query" and parameter["schema"].get("type") == "string":
+                parameter["allowEmptyValue"] = True
+        return parameters
+
+    def _resolve_path_parameters(self, variables):
+        parameters = super()._resolve_path_parameters(variables)
+        for parameter in parameters:
+            if parameter["name"] in PATH_PARAMETERS:
+                schema, description = PATH_PARAMETERS[parameter["name"]]
+                parameter["schema"] = dict(schema)
+                parameter["description"] = description
+        return parameters
 
 
 _SCOPED_HELPERS = ("customers_visible", "customer_get")

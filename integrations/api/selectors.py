@@ -29,7 +29,8 @@ def cursor_encode(updated_at: datetime, pk: int) -> str:
 
 def cursor_decode(cursor: str) -> tuple[datetime, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        # validate: a character outside base64url is refused, not skipped
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
         stamp, pk = json.loads(raw)
         parsed = datetime.fromisoformat(stamp)
         if parsed.tzinfo is None or isinstance(pk, bool) or not isinstance(pk, int):
@@ -44,18 +45,22 @@ def api_list_params(query) -> dict:
     params = {"filters": {}, "updated_since": None, "cursor": None, "page_size": DEFAULT_PAGE_SIZE}
     raw_size = query.get("page_size")
     if raw_size is not None:
-        if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses (that was a 500)
+        if not (raw_size.isascii() and raw_size.isdigit()) or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
             raise _bad_param("page_size", f"page_size 应为 1–{MAX_PAGE_SIZE} 的整数")
         params["page_size"] = int(raw_size)
     since = query.get("updated_since")
     if since:
-        parsed = parse_datetime(since) or parse_datetime(since.replace(" ", "+"))
+        try:  # a well-formed but impossible time (June 31st, an offset of 99 hours) raises: a 400, not a 500
+            parsed = parse_datetime(since) or parse_datetime(since.replace(" ", "+"))
+        except ValueError:
+            parsed = None
         if parsed is None:
             raise _bad_param("updated_since", "updated_since 应为 ISO 8601 时间，如 2025-03-01T00:00:00%2B08:00")
         if parsed.tzinfo is None:
             parsed = timezone.make_aware(parsed)
         if not utc_offset_valid(parsed):  # PostgreSQL cannot even hold ±16:00
-            raise _bad_param("updated_since", "updated_since 的时区偏移应在 -12:00 到 +14:00 之间")
+            raise _bad_param("updated_since", "updated_since 的时区偏移应在 -14:00 到 +14:00 之间")
         if not 1900 <= parsed.year <= 9000:
             raise _bad_param("updated_since", "updated_since 超出可用的时间范围")
         params["updated_since"] = parsed
@@ -84,11 +89,17 @@ def tag_codes_for(customer_ids: list[int]) -> dict[int, list[str]]:
 
 
 def customers_with_body(customers) -> list:
-    """Attach tier_code and tag_codes for the output serializer (two queries for a page)."""
+    """Attach tier_code, tag_codes and the values of the active custom fields for the output serializer (three
+    queries for a page)."""
+    from customers.custom_fields import definitions_active
+
     customers = list(customers)
     tags = tag_codes_for([c.pk for c in customers])
+    active = [d.code for d in definitions_active()] if customers else []
     for c in customers:
         c.tag_codes = tags.get(c.pk, [])
+        stored = c.custom_fields or {}
+        c.custom_fields_active = {code: stored[code] for code in active if code in stored}
     return customers
 
 

@@ -1,11 +1,17 @@
 """Serializers of the /api/v1/segments endpoints (documentation of the shapes; the rule itself is checked by
 segments.rules.rule_validate, which names the path of a bad node)."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class RuleField(serializers.JSONField):
+    pass
+
+
 class SegmentPreviewRequestSerializer(serializers.Serializer):
-    rule = serializers.JSONField(help_text="规则树，格式见 /segments/rule-schema.json，例如 "
+    rule = RuleField(help_text="规则树，格式见 /segments/rule-schema.json，例如 "
                                            '{"op": "and", "rules": [{"type": "tier", "op": "in", "value": ["important_value"]}]}')
 
 

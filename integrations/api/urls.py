@@ -21,6 +21,7 @@ urlpatterns = [
     path("products/", views.ProductListApi.as_view(), name="product_list"),
     path("products/bulk_upsert/", views.ProductBulkUpsertApi.as_view(), name="product_bulk_upsert"),
     path("tags/", views.TagListApi.as_view(), name="tag_list"),
+    path("custom-fields/", views.CustomFieldListApi.as_view(), name="custom_field_list"),
     path("tiers/", views.TierOverviewApi.as_view(), name="tier_overview"),
     path("segments/", views_segments.SegmentListApi.as_view(), name="segment_list"),
     path("segments/preview/", views_segments.SegmentPreviewApi.as_view(), name="segment_preview"),

@@ -3,13 +3,12 @@
 from urllib.parse import urlencode
 
 from django.db import transaction
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from core.errors import ApplicationError
-from customers.models import Product
+from customers.models import Product, RiskLevel
 from integrations import ingest
 from integrations.api import selectors
 from integrations.api.base import ApiView
@@ -21,11 +20,14 @@ from integrations.api.serializers import (
     CustomerTagInputSerializer,
     CustomerTagOutputSerializer,
     CustomerTierSerializer,
+    CustomFieldDefinitionSerializer,
     EventRowSerializer,
+    ProductRowSerializer,
     ProductSerializer,
     TagOutputSerializer,
     TierOverviewSerializer,
     TradeRowSerializer,
+    datetime_pattern,
 )
 from integrations.models import ApiScope
 from tagging.models import CustomerTag, Tag
@@ -67,6 +69,20 @@ class CustomerBulkUpsertApi(ApiView):
 
 
 
+PAGE_PARAMETERS = [
+    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": selectors.MAX_PAGE_SIZE,
+                                   "default": selectors.DEFAULT_PAGE_SIZE},
+                     description=f"每页条数，1–{selectors.MAX_PAGE_SIZE}，默认 {selectors.DEFAULT_PAGE_SIZE}"),
+    OpenApiParameter("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
+                     description="上一页 next 中的游标（原样使用，不要自己构造）；空值表示第一页"),
+    OpenApiParameter("updated_since", {"type": "string", "format": "date-time",
+                                       "pattern": datetime_pattern(r"(19[0-9]{2}|[2-8][0-9]{3}|9000)")},
+                     allow_blank=True,
+                     description="只返回此时间及之后更新的客户。ISO 8601，时区偏移最多 ±14:00（不带偏移时按北京时间），"
+                                 "年份 1900–9000；URL 中的 + 请写成 %2B。空值表示不筛选"),
+]
+
+
 def customer_page_response(request, *, customers, params) -> Response:
     """One keyset page of customers with the ``next`` link (same query, new cursor) — every customer list
     of the API answers this way (customers, segment members)."""
@@ -83,13 +99,12 @@ class CustomerListApi(ApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("updated_since", OpenApiTypes.DATETIME, description="只返回此时间之后更新的客户"),
-            OpenApiParameter("branch", str, description="营业部代码"),
-            OpenApiParameter("tier", str, description="分层代码；none=未分层"),
-            OpenApiParameter("tag", str, description="标签代码"),
-            OpenApiParameter("risk_level", str, enum=["C1", "C2", "C3", "C4", "C5"]),
-            OpenApiParameter("page_size", int, description="1–500，默认 100"),
-            OpenApiParameter("cursor", str, description="上一页 next 中的游标"),
+            *PAGE_PARAMETERS,
+            OpenApiParameter("branch", str, description="营业部代码；空值表示不筛选"),
+            OpenApiParameter("tier", str, description="分层代码；none=未分层；空值表示不筛选"),
+            OpenApiParameter("tag", str, description="标签代码；空值表示不筛选"),
+            OpenApiParameter("risk_level", str, enum=RiskLevel.values, allow_blank=True,
+                             description="风险等级（大小写均可）；空值表示不筛选"),
         ],
         responses={200: inline_serializer("CustomerPage", {
             "next": serializers.URLField(allow_null=True), "results": CustomerOutputSerializer(many=True)})},
@@ -148,6 +163,9 @@ class CustomerTagListApi(ApiView):
         if expires_at is not None and isinstance(raw_expiry, str) and ingest_naive(raw_expiry):
             raise ApplicationError("invalid", "过期时间必须带时区偏移",
                                    [{"field": "expires_at", "message": "必须带时区偏移", "code": "naive_datetime"}])
+        if expires_at is not None and isinstance(raw_expiry, str) and not ingest_offset_valid(raw_expiry):
+            raise ApplicationError("invalid", "过期时间的时区偏移应在 -14:00 到 +14:00 之间", [
+                {"field": "expires_at", "message": "时区偏移应在 -14:00 到 +14:00 之间", "code": "invalid_datetime"}])
         tag = ingest.tag_get_active(code=data.validated_data["tag"])
         with transaction.atomic():  # the answer is read under the customer's tag lock: a concurrent DELETE waits
             existed = CustomerTag.objects.current().filter(customer=customer, tag=tag).exists()
@@ -165,6 +183,20 @@ def ingest_naive(text: str) -> bool:
         return datetime.fromisoformat(text.strip()).tzinfo is None
     except ValueError:
         return False
+
+
+def ingest_offset_valid(text: str) -> bool:
+    """Whether the offset written in ``text`` is within ±14:00, as everywhere else in the API (DRF would otherwise
+    convert +20:00 to Shanghai time and take it)."""
+    from django.utils.dateparse import parse_datetime
+
+    from core.validators import utc_offset_valid
+
+    try:
+        parsed = parse_datetime(text.strip())
+    except ValueError:
+        return True  # DRF has parsed it already; a form it reads differently is its answer
+    return parsed is None or utc_offset_valid(parsed)
 
 
 class CustomerTagDeleteApi(ApiView):
@@ -227,11 +259,23 @@ class ProductListApi(ApiView):
 class ProductBulkUpsertApi(ApiView):
     required_scopes = [ApiScope.PRODUCTS_WRITE]
 
-    @extend_schema(request=inline_serializer("ProductsBulkRequest", {"products": ProductSerializer(many=True)}),
+    @extend_schema(request=inline_serializer("ProductsBulkRequest", {"products": ProductRowSerializer(many=True)}),
                    responses={200: BulkResultSerializer}, summary="批量新增或更新产品（按 code，幂等）")
     def post(self, request):
         rows = bulk_rows(request.data, "products", MAX_PRODUCT_ROWS)
         return Response(ingest.products_upsert(client=self.client, rows=rows))
+
+
+class CustomFieldListApi(ApiView):
+    required_scopes = [ApiScope.CUSTOMERS_READ]
+
+    @extend_schema(responses={200: inline_serializer("CustomFieldList", {
+        "results": CustomFieldDefinitionSerializer(many=True)})},
+        operation_id="custom_fields_list", summary="启用中的客户自定义字段（客户体 custom_fields 的键与取值规则）")
+    def get(self, request):
+        from customers.custom_fields import definitions_active
+
+        return Response({"results": CustomFieldDefinitionSerializer(definitions_active(), many=True).data})
 
 
 class TagListApi(ApiView):

@@ -3,8 +3,7 @@ client's branch scope (a branch-bound client sees firm-wide segments and its bra
 segment is 404)."""
 
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -17,7 +16,7 @@ from integrations.api.serializers_segments import (
     SegmentPreviewRequestSerializer,
     SegmentPreviewSerializer,
 )
-from integrations.api.views import customer_page_response
+from integrations.api.views import PAGE_PARAMETERS, customer_page_response
 from integrations.models import ApiScope
 from segments import selectors as segment_selectors
 
@@ -55,9 +54,7 @@ class SegmentMembersApi(ApiView):
     required_scopes = [ApiScope.SEGMENTS_READ]
 
     @extend_schema(
-        parameters=[OpenApiParameter("page_size", int, description="1–500，默认 100"),
-                    OpenApiParameter("cursor", str, description="上一页 next 中的游标"),
-                    OpenApiParameter("updated_since", OpenApiTypes.DATETIME, description="只返回此时间之后更新的客户")],
+        parameters=PAGE_PARAMETERS,
         responses={200: inline_serializer("SegmentMemberPage", {
             "next": serializers.URLField(allow_null=True), "results": CustomerOutputSerializer(many=True)})},
         operation_id="segments_members",
