@@ -35,11 +35,13 @@ $(CLOCKWAIT): scripts/faketime_clockwait.c
 
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 test: test-now test-shifted
 
 test-now: install test-tools
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	SCRM_DATA_DIR=.data/test SCRM_EMBEDDED_START=1 $(PY) manage.py makemigrations --check --dry-run
 	SCRM_DATA_DIR=.data/test $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -3,17 +3,15 @@
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
+from core.access import require
 from core.audit import audit_action_label, audit_details_text
 from core.exports import ExportAudit, export_response
-from core.models import Role
 from core.selectors import audit_actions, audit_list
-
-AUDIT_ROLES = {Role.COMPLIANCE, Role.ADMIN}
 
 
 class AuditFilterForm(forms.Form):
@@ -31,8 +29,7 @@ class AuditFilterForm(forms.Form):
 
 
 def _require_audit_role(user):
-    if user.role not in AUDIT_ROLES:
-        raise Http404("not for this role")
+    require(user, "compliance")
 
 
 @login_required
@@ -63,7 +60,8 @@ def audit_export(request):
         for row in audit_list(filters=filters).iterator(chunk_size=2000):
             yield [timezone.localtime(row.created_at).isoformat(), row.actor_label, row.action,
                    audit_action_label(row.action), row.target_type, row.target_id, row.reason, row.ip_address or "",
-                   "；".join(f"{label} {value}".strip() for label, value in audit_details_text(row.details))]
+                   pgettext("punctuation", "；").join(
+                       f"{label} {value}".strip() for label, value in audit_details_text(row.details))]
 
     return export_response(
         filename="audit-log.csv",

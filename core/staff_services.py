@@ -27,9 +27,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from core.access import may
 from core.errors import ApplicationError
 from core.models import Branch, Role, User
-from core.navigation import user_may_use
 from core.services import audit_record, staff_upsert
 from core.staff_selectors import staff_holdings, staff_lockouts
 
@@ -55,7 +55,7 @@ class PasswordMode(enum.StrEnum):
 
 
 def _require_admin(actor) -> None:
-    if not (getattr(actor, "is_authenticated", False) and actor.is_active and user_may_use(actor, "users")):
+    if not (getattr(actor, "is_authenticated", False) and actor.is_active and may(actor, "users")):
         raise ApplicationError(StaffError.NOT_ALLOWED, _("只有系统管理员可以管理用户"), status_code=403)
 
 

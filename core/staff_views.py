@@ -16,10 +16,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.access import may
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
 from core.models import User
-from core.navigation import user_may_use
 from core.staff_forms import PasswordResetForm, StaffFilterForm, StaffForm
 from core.staff_selectors import staff_audit_for, staff_holdings, staff_list, staff_lockouts
 from core.staff_services import (
@@ -35,7 +35,7 @@ from core.staff_services import (
 
 
 def _require_admin(user) -> None:
-    if not user_may_use(user, "users"):
+    if not may(user, "users"):
         raise Http404("not for this role")
 
 
@@ -114,7 +114,7 @@ def staff_create_page(request):
 def _edit_context(request, staff: User, **extra) -> dict:
     holdings = staff_holdings(user=staff)
     transfer_url = None
-    if staff.role == "advisor" and holdings["clients"] and user_may_use(request.user, "transfers"):
+    if staff.role == "advisor" and holdings["clients"] and may(request.user, "transfers"):
         try:
             transfer_url = reverse("wecom:transfer_create") + "?" + urlencode({"advisor": staff.pk})
         except NoReverseMatch:

@@ -33,7 +33,7 @@ from django.db.models.functions import Cast
 from django.db.models.lookups import Contains
 from django.utils.translation import gettext as _
 
-from core.models import Role
+from core.access import may, roles_for
 from core.validators import UNSTORABLE_MESSAGE, text_storable
 from customers.models import CUSTOM_FIELD_CODE_RE, CustomFieldDefinition, CustomFieldType
 
@@ -42,7 +42,7 @@ T = CustomFieldType
 # Who may change a customer's values, on top of seeing the customer (core.scoping: an advisor sees only their own
 # clients, a branch manager their branch). Everyone else who sees a customer reads them. Defining fields is the
 # "custom_fields" entry of core/navigation.py (admins).
-EDIT_ROLES = frozenset({Role.ADVISOR, Role.BRANCH_MANAGER, Role.ADMIN})
+EDIT_ROLES = roles_for("custom_fields.edit")
 
 TEXT_MAX_LENGTH = 500  # a text field's max_length may not exceed it (the default when unset)
 MAX_OPTIONS = 100
@@ -85,13 +85,11 @@ class CustomValueInvalid(Exception):
 def custom_fields_may_edit(user) -> bool:
     """May ``user`` change the values of a customer they can see? (Scope is checked by fetching the customer with
     ``customer_get_for_user``; this is the role part, in one place for the page, its guard and the service.)"""
-    return bool(getattr(user, "is_authenticated", False)) and getattr(user, "role", None) in EDIT_ROLES
+    return may(user, "custom_fields.edit")
 
 
 def custom_fields_may_define(user) -> bool:
-    from core.navigation import user_may_use
-
-    return bool(getattr(user, "is_authenticated", False)) and user_may_use(user, "custom_fields")
+    return may(user, "custom_fields")
 
 
 # --- definitions ----------------------------------------------------------------------------

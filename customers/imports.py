@@ -89,6 +89,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core import crypto
+from core.access import may
 from core.errors import ApplicationError
 from core.exports import csv_write
 from core.models import Role
@@ -101,7 +102,6 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 2000
 STALE_AFTER = timedelta(minutes=10)  # a running job without a heartbeat for this long may be taken over
 ALLOWED_SUFFIXES = (".csv", ".xlsx")
-IMPORT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 DRY_RUN_FILE_TTL = timedelta(days=1)  # an unconfirmed dry run's upload (clear personal data) is purged after this
 MAX_ATTEMPTS = 3  # claims of one job (first run + resumes after a lost worker); then it fails instead
 RATIO_CHECKED_FROM = 1024 * 1024  # small members (styles, rels) may compress well; the ratio is checked above this
@@ -179,7 +179,7 @@ class _FileRefused(_JobFailed):
 # --- access ----------------------------------------------------------------------------------
 
 def import_allowed(user) -> bool:
-    return bool(getattr(user, "is_authenticated", False)) and getattr(user, "role", None) in IMPORT_ROLES
+    return may(user, "customers.import")
 
 
 def import_job_get_for_user(*, user, job_id: int) -> ImportJob:

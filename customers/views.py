@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.access import feature_required
 from core.crypto import mask_id_number, mask_mobile
 from core.errors import ApplicationError
 from core.scoping import scope_for
@@ -18,7 +19,7 @@ from customers.custom_fields import custom_fields_may_define
 from customers.forms import CustomerFilterForm, NoteForm, RevealForm, TaskCompleteForm
 from customers.imports import import_allowed
 from customers.models import Task
-from tagging.selectors import customer_tier_history
+from tagging.selectors import customer_history_rows, customer_tier_history
 from tagging.tiers import customer_tier
 from tagging.views import tag_section_context
 
@@ -148,6 +149,8 @@ def customer_detail(request, external_id):
     context.update(custom_fields_section(user=request.user, customer=customer))
     context["tier"] = customer_tier(customer=customer)
     context["tier_history"] = customer_tier_history(customer=customer)
+    context["history_rows"] = customer_history_rows(tier_history=context["tier_history"],
+                                                    tag_history=context.get("tag_history") or [])
     from sop.content_services import customer_journeys, wecom_tasks_attach
 
     context["sop_journeys"] = customer_journeys(customer=customer)
@@ -201,7 +204,7 @@ def _inbox_with_sop_messages(user) -> dict:
     return inbox
 
 
-@login_required
+@feature_required("tasks")
 def task_inbox(request):
     return render(request, "customers/tasks.html",
                   {"inbox": _inbox_with_sop_messages(request.user), "outcomes": Task.Outcome.choices})

@@ -22,8 +22,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.access import may
 from core.models import Branch, Role
-from core.navigation import user_may_use
 from core.scoping import scope_for
 from dashboards import live
 
@@ -52,7 +52,7 @@ TILES = [
 
 
 def _require_dashboard(user) -> None:
-    if not (getattr(user, "is_authenticated", False) and user_may_use(user, "dashboard")):
+    if not (getattr(user, "is_authenticated", False) and may(user, "dashboard")):
         raise Http404("dashboard not available for this role")
 
 
@@ -134,9 +134,9 @@ def money_text(fen: int) -> str:
     """¥1,234.56 below 10,000 yuan, then 万 and 亿 with two decimals."""
     yuan = fen / 100
     if abs(yuan) >= 1e8:
-        return f"¥{yuan / 1e8:,.2f}亿"
+        return _("¥%(n)s亿") % {"n": f"{yuan / 1e8:,.2f}"}
     if abs(yuan) >= 1e4:
-        return f"¥{yuan / 1e4:,.2f}万"
+        return _("¥%(n)s万") % {"n": f"{yuan / 1e4:,.2f}"}
     return f"¥{yuan:,.2f}"
 
 
@@ -170,7 +170,7 @@ def dashboard_payload(*, scope_key: str, first: date, last: date) -> dict:
         tiles[key] = tile
     if is_today:
         day = days[today]
-        trend = {"labels": [f"{h}时" for h in range(24)], "trades": [day.get(f"h{h:02d}", 0) for h in range(24)],
+        trend = {"labels": [_("%(h)s时") % {"h": h} for h in range(24)], "trades": [day.get(f"h{h:02d}", 0) for h in range(24)],
                  "title": str(_("今日每小时交易笔数"))}
     else:
         ordered = sorted(days)

@@ -14,12 +14,12 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_POST
 
+from core.access import may, require
 from core.errors import ApplicationError
 from core.exports import ExportAudit, export_response
-from core.models import Role
-from core.navigation import user_may_use
 from core.redirects import redirect_back
 from core.scoping import scope_for
 from core.services import audit_record
@@ -28,14 +28,10 @@ from dashboards import churn, churn_actions, sop_rollup
 
 PAGE_SIZE = 50
 LEVELS = {"high": ["high"], "medium": ["medium"], "at_risk": ["high", "medium"]}
-RECOMPUTE_ROLES = {Role.HQ_MANAGER, Role.OPERATOR, Role.ADMIN}
 
 
 def _require(user, *, advisors_allowed: bool) -> None:
-    if not (getattr(user, "is_authenticated", False) and user_may_use(user, "dashboard")):
-        raise Http404("not for this role")
-    if not advisors_allowed and user.role == Role.ADVISOR:
-        raise Http404("managers' analysis")
+    require(user, "dashboard" if advisors_allowed else "analyses")
 
 
 def _int_param(request, name: str) -> int | None:
@@ -117,7 +113,7 @@ def churn_page(request):
         if advisor_id else "",
         "advisor_rows": summary["advisors"][:50], "chart": chart, "tab": "churn",
         "backtest": backtest, "backtest_deciles": backtest["deciles"] if backtest else [],
-        "journeys": churn_actions.live_journeys(), "can_recompute": request.user.role in RECOMPUTE_ROLES,
+        "journeys": churn_actions.live_journeys(), "can_recompute": may(request.user, "analyses.recompute"),
         "high_from": churn.HIGH_FROM, "medium_from": churn.MEDIUM_FROM, "reason_codes": churn.REASON_CODES,
         "query": request.GET.urlencode(),
     }
@@ -192,7 +188,7 @@ def churn_enroll(request):
 def churn_refresh(request):
     """Queue the scoring (``what=scores``) or the backtest (``what=backtest``) on the workers."""
     _require(request.user, advisors_allowed=False)
-    if request.user.role not in RECOMPUTE_ROLES:
+    if not may(request.user, "analyses.recompute"):
         raise Http404("not for this role")
     from dashboards import tasks_people
 
@@ -233,10 +229,12 @@ def _leaderboard(request) -> dict:
 
 
 ADVISOR_COLUMNS = [
-    ("received", "商机标签"), ("followed_48h", "48h 内跟进"), ("follow_rate", "48h 跟进率 %"),
-    ("converted", "转化"), ("conversion_rate", "转化率 %"), ("tasks_due", "到期任务"),
-    ("tasks_on_time", "按时完成"), ("on_time_rate", "按时率 %"), ("tasks_overdue", "逾期"),
-    ("touches_out", "触达"), ("replies_in", "回复"), ("reply_rate", "回复率 %"),
+    ("received", gettext_noop("商机标签")), ("followed_48h", gettext_noop("48h 内跟进")),
+    ("follow_rate", gettext_noop("48h 跟进率 %")), ("converted", gettext_noop("转化")),
+    ("conversion_rate", gettext_noop("转化率 %")), ("tasks_due", gettext_noop("到期任务")),
+    ("tasks_on_time", gettext_noop("按时完成")), ("on_time_rate", gettext_noop("按时率 %")),
+    ("tasks_overdue", gettext_noop("逾期")), ("touches_out", gettext_noop("触达")),
+    ("replies_in", gettext_noop("回复")), ("reply_rate", gettext_noop("回复率 %")),
 ]
 
 
@@ -280,10 +278,14 @@ def summaries_refresh(request):
 # --- SOP roll-up --------------------------------------------------------------------------------------
 
 SOP_COLUMNS = [
-    ("enrolled", "进入"), ("active", "进行中"), ("finished", "已结束"), ("holdout", "对照组"),
-    ("touches", "触达"), ("sent", "已发送"), ("delivered", "已送达"), ("replied", "已回复"), ("blocked", "已拦截"),
-    ("failed", "失败"), ("treated_rate", "实验组达成 %"), ("holdout_rate", "对照组达成 %"),
-    ("uplift", "提升 pp"), ("touches_per_conversion", "触达/转化"), ("touches_per_incremental", "触达/增量转化"),
+    ("enrolled", gettext_noop("进入")), ("active", gettext_noop("进行中")),
+    ("finished", gettext_noop("已结束")), ("holdout", gettext_noop("对照组")),
+    ("touches", gettext_noop("触达")), ("sent", gettext_noop("已发送")),
+    ("delivered", gettext_noop("已送达")), ("replied", gettext_noop("已回复")),
+    ("blocked", gettext_noop("已拦截")), ("failed", gettext_noop("失败")),
+    ("treated_rate", gettext_noop("实验组达成 %")), ("holdout_rate", gettext_noop("对照组达成 %")),
+    ("uplift", gettext_noop("提升 pp")), ("touches_per_conversion", gettext_noop("触达/转化")),
+    ("touches_per_incremental", gettext_noop("触达/增量转化")),
 ]
 
 

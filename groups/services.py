@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.access import roles_for
 from core.errors import ApplicationError
 from core.events import GroupMembersChanged, emit
 from core.models import Role, User
@@ -169,7 +170,7 @@ def group_dismissed(chat_id: str, at: datetime | None = None) -> GroupChat | Non
 
 # --- purpose and audience -----------------------------------------------------------------------
 
-EDIT_ALL_ROLES = {Role.OPERATOR, Role.ADMIN}
+EDIT_ALL_ROLES = roles_for("groups.edit_all")
 
 
 def group_may_edit(user, group: GroupChat) -> bool:

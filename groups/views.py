@@ -11,9 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.access import may
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
-from core.navigation import user_may_use
 from groups import selectors, services
 from groups.forms import GroupEditForm, GroupFilterForm, InviteForm, PurposeTagRuleForm
 from groups.models import GroupChat, Purpose, PurposeTagRule
@@ -22,7 +22,7 @@ GAP_LIST_LIMIT = 100
 
 
 def _require_groups(user) -> None:
-    if not user_may_use(user, "groups"):
+    if not may(user, "groups"):
         raise Http404("groups not available for this role")
 
 

@@ -4,14 +4,14 @@ API clients are firm-wide admin objects: everyone else gets 404."""
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from core.access import require
 from core.errors import ApplicationError
-from core.models import Branch, Role
+from core.models import Branch
 from integrations.api_clients import api_client_create, api_client_deactivate, api_client_list
 from integrations.models import ApiClient, ApiScope
 
@@ -28,8 +28,7 @@ INTEGRATION_PAGES: list[tuple[str, str, str]] = [
 
 
 def _require_admin(user) -> None:
-    if getattr(user, "role", None) != Role.ADMIN:
-        raise Http404("integrations are managed by admins")
+    require(user, "integrations")
 
 
 class ApiClientForm(forms.Form):

@@ -4,16 +4,15 @@ the subscription list with the create form, one subscription's delivery log, 重
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from core.access import require
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
-from core.models import Role
 from integrations import webhooks
 from integrations.models import WebhookDelivery, WebhookSubscription
 
@@ -34,8 +33,7 @@ class WebhookSubscriptionForm(forms.Form):
 
 
 def require_admin(user) -> None:
-    if getattr(user, "role", None) != Role.ADMIN:
-        raise Http404("webhooks are managed by admins")
+    require(user, "integrations")
 
 
 def subscription_get_for_user(*, user, subscription_id: int) -> WebhookSubscription:
@@ -82,8 +80,10 @@ def webhook_list(request):
 @login_required
 def webhook_detail(request, subscription_id: int):
     subscription = subscription_get_for_user(user=request.user, subscription_id=subscription_id)
-    deliveries = webhooks.webhook_delivery_list(subscription=subscription)
     labels = dict(webhooks.WebhookEventType.choices)
+    deliveries = list(webhooks.webhook_delivery_list(subscription=subscription))
+    for delivery in deliveries:
+        delivery.event_label = labels.get(delivery.event.event_type, delivery.event.event_type)
     return render(request, "integrations/webhook_detail.html", {
         "subscription": subscription, "deliveries": deliveries, "max_attempts": webhooks.MAX_ATTEMPTS,
         "event_labels": [labels.get(t, t) for t in subscription.event_types],

@@ -14,10 +14,10 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from core.access import require
 from core.errors import ApplicationError
 from core.exports import ExportAudit, export_response
 from core.forms import form_add_application_error
-from integrations.wecom.access import require_nav
 from sop import content_services as cs
 from sop import selectors
 from sop.forms_content import BlockedFilterForm, GuardPolicyForm, PhraseForm, ReviewForm
@@ -26,7 +26,7 @@ from sop.templates_lint import template_highlight, template_review
 
 
 def _require_compliance(user) -> None:
-    require_nav(user, "compliance")
+    require(user, "compliance")
 
 
 # --- approval queue ------------------------------------------------------------------------

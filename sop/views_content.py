@@ -13,9 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from core.access import require
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
-from integrations.wecom.access import require_nav
 from sop import content_services, selectors
 from sop.calendar import (
     calendar_month,
@@ -31,7 +31,7 @@ from sop.templates_lint import VARIABLES, template_highlight, template_preview, 
 
 
 def _require_sop(user) -> None:
-    require_nav(user, "sop")
+    require(user, "sop")
 
 
 # --- message templates ---------------------------------------------------------------------

@@ -34,8 +34,8 @@ from enum import StrEnum
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.access import roles_for
 from core.errors import ApplicationError
-from core.models import Role
 from core.services import audit_record
 from tagging.models import ConversationRule, CustomerTag, Tag, TagSource, TagSuggestion
 from tagging.services import customer_tag_add
@@ -52,7 +52,7 @@ class ConversationError(StrEnum):
 
 
 # Who may confirm or reject a suggestion: the people who serve the client, not operators or compliance.
-DECIDE_ROLES = frozenset({Role.ADVISOR, Role.BRANCH_MANAGER, Role.HQ_MANAGER, Role.ADMIN})
+DECIDE_ROLES = roles_for("tag_suggestions.decide")
 
 EXCLUDE_PREFIX = "!"
 TIME_PLACEHOLDER = "{时间}"

@@ -43,9 +43,9 @@ from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.http import Http404
 from django.utils import timezone
 
+from core.access import roles_for
 from core.errors import ApplicationError
 from core.events import TierChanged, emit
-from core.models import Role
 from core.scoping import scope_for
 from core.services import audit_record
 from customers.models import Customer
@@ -61,9 +61,9 @@ INCREMENTAL_LOCK_KEY = ADVISORY_LOCK_KEY + 1
 INCREMENTAL_REQUESTER = "incremental:"
 STALE_RUN_AFTER = timedelta(hours=3)  # a RUNNING run older than this died with its worker
 
-TIER_VIEW_ROLES = frozenset({Role.OPERATOR, Role.HQ_MANAGER, Role.BRANCH_MANAGER, Role.ADMIN})
-TIER_RUN_ROLES = frozenset({Role.OPERATOR, Role.HQ_MANAGER, Role.ADMIN})
-TIER_STRATEGY_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
+TIER_VIEW_ROLES = roles_for("tiers")
+TIER_RUN_ROLES = roles_for("tiers.run")
+TIER_STRATEGY_ROLES = roles_for("tiers.strategy")
 STRATEGY_FIELDS = ("channels", "cadence", "products", "activities", "suggested_sop")
 FORBIDDEN_PROMISES = ("保本", "稳赚", "无风险", "保证收益", "零风险", "包赚")
 

@@ -10,8 +10,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from core.access import roles_for
 from core.errors import ApplicationError
-from core.models import Role
 from customers.models import Customer
 from customers.selectors import customer_get_for_user
 from tagging import selectors, services
@@ -19,8 +19,8 @@ from tagging.forms import TagCategoryForm, TagForm, TagPickForm, TagRuleForm
 from tagging.models import Tag, TagRule, TagSource
 from tagging.rule_tags import customer_tags_bulk_set, tag_rule_preview, tag_rule_save
 
-TAXONOMY_ROLES = {Role.OPERATOR, Role.ADMIN}
-TAGGING_ROLES = {Role.ADVISOR, Role.BRANCH_MANAGER, Role.HQ_MANAGER, Role.OPERATOR, Role.ADMIN}
+TAXONOMY_ROLES = roles_for("tags")
+TAGGING_ROLES = roles_for("tags.apply")
 EXAMPLE_RULE = """{
   "op": "and",
   "rules": [

@@ -13,12 +13,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from core.access import roles_for
 from core.errors import ApplicationError
-from core.models import Role
 from tagging import conversation
 from tagging.models import ConversationRule, Tag
 
-RULE_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
+RULE_ROLES = roles_for("tags")
 WORD_MAX = 30
 TRY_TEXT_MAX = 5000
 

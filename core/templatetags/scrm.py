@@ -71,3 +71,11 @@ def audit_details(details) -> list:
     from core.audit import audit_details_text
 
     return audit_details_text(details)
+
+
+@register.filter
+def may(user, feature: str) -> bool:
+    """``{% if user|may:"sop" %}``: the permission table of core/access.py, in templates."""
+    from core.access import may as user_may
+
+    return user_may(user, feature)

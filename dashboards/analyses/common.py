@@ -9,22 +9,20 @@ from dataclasses import dataclass
 from datetime import date
 
 from django import forms
-from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from core.models import Branch, Role
+from core.access import require
+from core.models import Branch
 from core.scoping import scope_for
 
-ANALYSES_ROLES = frozenset({Role.BRANCH_MANAGER, Role.HQ_MANAGER, Role.OPERATOR, Role.ADMIN})
 MAX_MONTHS = 60
 UNKNOWN_CHANNEL_LABEL = gettext_lazy("（未标注渠道）")
 
 
 def require_analyses(user) -> None:
-    if not (getattr(user, "is_authenticated", False) and getattr(user, "role", None) in ANALYSES_ROLES):
-        raise Http404("analyses are not available for this role")
+    require(user, "analyses")
 
 
 # --- months ---------------------------------------------------------------------------------------

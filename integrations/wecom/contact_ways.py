@@ -13,9 +13,9 @@ import secrets
 import requests
 from django.db import transaction
 
+from core.access import may
 from core.errors import ApplicationError
 from core.models import User
-from core.navigation import user_may_use
 from core.services import audit_record
 from integrations.wecom.models import ContactWay
 
@@ -96,6 +96,6 @@ def contact_way_deactivate(*, actor: User, contact_way: ContactWay) -> ContactWa
 
 def contact_ways_for(user: User):
     """The contact ways a user may manage: operators and admins see all (they are firm-wide); others none."""
-    if not user_may_use(user, "contact_ways"):
+    if not may(user, "contact_ways"):
         return ContactWay.objects.none()
     return ContactWay.objects.select_related("advisor", "branch").prefetch_related("tags")

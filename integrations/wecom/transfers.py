@@ -35,9 +35,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.access import may
 from core.errors import ApplicationError
 from core.models import Role, User
-from core.navigation import user_may_use
 from core.scoping import scope_for
 from core.services import audit_record
 from customers.models import Customer, Task
@@ -74,7 +74,7 @@ class TransferError(enum.StrEnum):
 
 def transfer_advisors_for(user: User, *, active_only: bool = False):
     """Advisors whose clients ``user`` may hand over (their branch for a branch manager, all for an admin)."""
-    if not user_may_use(user, "transfers"):
+    if not may(user, "transfers"):
         return User.objects.none()
     scope = scope_for(user)
     advisors = User.objects.filter(role=Role.ADVISOR).select_related("branch").order_by("branch__code", "username")
@@ -89,7 +89,7 @@ def transfer_advisors_for(user: User, *, active_only: bool = False):
 
 def transfers_for(user: User):
     """Transfers ``user`` may see: of their branch's advisors (branch manager), all (admin), none otherwise."""
-    if not user_may_use(user, "transfers"):
+    if not may(user, "transfers"):
         return Transfer.objects.none()
     scope = scope_for(user)
     rows = Transfer.objects.select_related("from_advisor__branch", "to_advisor", "created_by")
@@ -457,7 +457,8 @@ def transfer_items_revert(*, item_ids: list[int]) -> int:
                  .select_related("transfer__from_advisor", "transfer__to_advisor").order_by("pk"))
         for item in items:
             transfer = item.transfer
-            reason = item.get_status_display() + (f"（{item.errmsg}）" if item.errmsg else "")
+            reason = (_("%(name)s（%(code)s）") % {"name": item.get_status_display(), "code": item.errmsg} if item.errmsg
+                      else str(item.get_status_display()))
             customer = Customer.objects.select_for_update().get(pk=item.customer_id)
             if customer.advisor_id != transfer.to_advisor_id:
                 TransferItem.objects.filter(pk=item.pk).update(revert_note=f"{reason}；客户的投顾已另行变更，未退回"[:200])

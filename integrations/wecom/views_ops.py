@@ -9,11 +9,11 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.access import require
 from core.errors import ApplicationError
 from core.forms import form_add_application_error
 from integrations.wecom import contact_ways as cw
 from integrations.wecom import transfers as tr
-from integrations.wecom.access import require_nav
 from integrations.wecom.forms_ops import ContactWayForm, TransferForm
 from integrations.wecom.models import CallbackEvent, ContactFollow
 
@@ -21,7 +21,7 @@ from integrations.wecom.models import CallbackEvent, ContactFollow
 
 @login_required
 def contact_ways(request):
-    require_nav(request.user, "contact_ways")
+    require(request.user, "contact_ways")
     ways = cw.contact_ways_for(request.user)
     return render(request, "wecom/contact_ways.html", {"ways": ways})
 
@@ -29,7 +29,7 @@ def contact_ways(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def contact_way_create(request):
-    require_nav(request.user, "contact_ways")
+    require(request.user, "contact_ways")
     form = ContactWayForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -48,7 +48,7 @@ def contact_way_create(request):
 
 @login_required
 def contact_way_detail(request, contact_way_id):
-    require_nav(request.user, "contact_ways")
+    require(request.user, "contact_ways")
     way = get_object_or_404(cw.contact_ways_for(request.user), pk=contact_way_id)
     follows = (ContactFollow.objects.filter(state=way.state).select_related("contact__customer", "staff")
                .order_by("-added_at", "-pk")[:50])
@@ -58,7 +58,7 @@ def contact_way_detail(request, contact_way_id):
 @login_required
 @require_POST
 def contact_way_deactivate(request, contact_way_id):
-    require_nav(request.user, "contact_ways")
+    require(request.user, "contact_ways")
     way = get_object_or_404(cw.contact_ways_for(request.user), pk=contact_way_id)
     try:
         cw.contact_way_deactivate(actor=request.user, contact_way=way)
@@ -73,7 +73,7 @@ def contact_way_deactivate(request, contact_way_id):
 
 @login_required
 def transfers(request):
-    require_nav(request.user, "transfers")
+    require(request.user, "transfers")
     rows = tr.transfer_with_counts(tr.transfers_for(request.user))[:200]
     return render(request, "wecom/transfers.html", {"transfers": rows})
 
@@ -82,7 +82,7 @@ def transfers(request):
 @require_http_methods(["GET", "POST"])
 def transfer_create(request):
     """GET without choices: the form; GET with them: the form and the clients that would move; POST: start."""
-    require_nav(request.user, "transfers")
+    require(request.user, "transfers")
     bound = request.POST if request.method == "POST" else (request.GET if "from_advisor" in request.GET else None)
     # ?advisor=<id> (the users page's 离职继承 link) preselects the departing advisor without submitting
     initial = {"from_advisor": request.GET["advisor"]} if bound is None and request.GET.get("advisor", "").isdigit() else {}
@@ -114,7 +114,7 @@ def transfer_create(request):
 
 @login_required
 def transfer_detail(request, transfer_id):
-    require_nav(request.user, "transfers")
+    require(request.user, "transfers")
     transfer = get_object_or_404(tr.transfer_with_counts(tr.transfers_for(request.user)), pk=transfer_id)
     items = tr.transfer_items_for(user=request.user, transfer=transfer)
     return render(request, "wecom/transfer_detail.html", {"transfer": transfer, "items": items})
@@ -125,7 +125,7 @@ def transfer_detail(request, transfer_id):
 @login_required
 def callback_events(request):
     """The latest callbacks as received, with their processing status and error (unknown events: ignored)."""
-    require_nav(request.user, "integrations")
+    require(request.user, "integrations")
     status = request.GET.get("status", "")
     rows = CallbackEvent.objects.all()
     if status in CallbackEvent.Status.values:

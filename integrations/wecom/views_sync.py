@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.access import require
 from core.errors import ApplicationError
 from integrations.wecom import contacts, sync
-from integrations.wecom.access import require_nav
 from integrations.wecom.client import wecom_client, wecom_configured
 from integrations.wecom.models import ExternalContact, SyncRun
 
@@ -23,7 +23,7 @@ from integrations.wecom.models import ExternalContact, SyncRun
 @login_required
 def sync_runs_page(request):
     """GET: connection status and runs. POST kind=…: queue a sync of that kind after commit."""
-    require_nav(request.user, "wecom")
+    require(request.user, "wecom")
     configured = wecom_configured()
     if request.method == "POST":
         kind = request.POST.get("kind") or SyncRun.Kind.ALL
@@ -67,7 +67,7 @@ def _runs_context(request) -> dict:
 @login_required
 def sync_runs_table(request):
     """GET (htmx, every 2 s while a sync is queued or running): the runs table alone."""
-    require_nav(request.user, "wecom")
+    require(request.user, "wecom")
     match_counts = contacts.contact_match_counts()  # the counts above the table change with the sync too
     return render(request, "wecom/partials/sync_runs_table.html", {
         **_runs_context(request), "oob": True, "match_counts": match_counts,
@@ -77,7 +77,7 @@ def sync_runs_table(request):
 @login_required
 def review_page(request):
     """GET: unmatched contacts. POST action=link|create|ignore, contact=<id>[, customer=<客户号或手机号>]."""
-    require_nav(request.user, "wecom")
+    require(request.user, "wecom")
     status = 200
     errors: dict[int, str] = {}
     if request.method == "POST":
