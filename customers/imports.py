@@ -706,6 +706,19 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
     return job
 
 
+def import_jobs_resume_stale() -> int:
+    """Queue again every job left running without a heartbeat for ``STALE_AFTER``: its worker died, or its task
+    ended while the database was away and could not record the failure. Each run resumes after the last committed
+    chunk, or fails once when it cannot (``import_job_run``); a job still running elsewhere keeps its heartbeat fresh
+    and is not touched. Returns how many were queued (beat runs this every few minutes)."""
+    stale = list(ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+                 .values_list("pk", flat=True))
+    for job_id in stale:
+        logger.warning("import job %s has had no heartbeat for %s: queued again", job_id, STALE_AFTER)
+        _enqueue(job_id)
+    return len(stale)
+
+
 def import_files_purge(*, older_than: timedelta = DRY_RUN_FILE_TTL) -> int:
     """Delete uploads of dry runs nobody confirmed within ``older_than``; returns how many.
     Meant for a daily beat entry (``customers.import_files_purge``)."""

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from customers.imports import import_files_purge, import_job_run
+from customers.imports import import_files_purge, import_job_run, import_jobs_resume_stale
 
 IMPORT_SOFT_TIME_LIMIT = 6 * 60 * 60  # a million-row file takes minutes; leave room for slow disks
 
@@ -22,3 +22,9 @@ def import_run(self, job_id: int) -> None:
 def import_files_purge_run(self) -> int:
     """Daily: remove uploads of dry runs that were never confirmed."""
     return import_files_purge()
+
+
+@shared_task(name="customers.import_resume_stale", bind=True, acks_late=True)
+def import_resume_stale_run(self) -> int:
+    """Every few minutes: queue again imports whose worker or database went away mid-run."""
+    return import_jobs_resume_stale()

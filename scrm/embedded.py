@@ -145,6 +145,11 @@ def redis_url() -> str:
 
 
 def redis_alive() -> bool:
+    """Whether the embedded Redis is there. The one this process started counts while its process exists: a paused
+    or briefly unresponsive server is not dead, and starting a second one on the same socket and append-only file
+    would split the queues between the two. One it only joined counts while it answers."""
+    if _redis_process is not None:
+        return _redis_process.poll() is None
     return redis_answers(redis_socket_path())
 
 

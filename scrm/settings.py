@@ -160,6 +160,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "tagging.tag_rules_apply_all.hourly": {"task": "tagging.tag_rules_apply_all", "schedule": crontab(minute=15)},
     "tagging.tags_expire.hourly": {"task": "tagging.tags_expire", "schedule": crontab(minute=5)},
     "customers.import_files_purge.daily": {"task": "customers.import_files_purge", "schedule": crontab(hour=3, minute=0)},
+    # an import whose worker died (or whose task ended while PostgreSQL was away) resumes within STALE_AFTER + 5 min
+    "customers.import_resume_stale": {"task": "customers.import_resume_stale", "schedule": 300.0},
     # webhook deliveries that are due (new, retrying, or whose claim lapsed); no long ETAs
     "integrations.webhook_dispatch_due": {"task": "integrations.webhook_dispatch_due", "schedule": 30.0},
     # saved segments: membership diffs after the hourly tag rules; each rebuild records the day's size
@@ -208,7 +210,10 @@ SOP_TICK_SECONDS = env.float("SOP_TICK_SECONDS", default=5.0)
 # webhook deliveries wait on other systems' servers: their own queue and worker, so a slow receiver never holds
 # up SOP sends or imports (make run and docker-compose run a `-Q webhooks` worker)
 CELERY_TASK_ROUTES = {"sop.execute_batch": {"queue": "sop"}, "sop.noop": {"queue": "sop"},
-                      "integrations.webhook_deliver": {"queue": "webhooks"}}
+                      # the webhook dispatcher too: with a backlog it runs for a minute, and on the default queue it
+                      # held a worker slot that sop.tick needs
+                      "integrations.webhook_deliver": {"queue": "webhooks"},
+                      "integrations.webhook_dispatch_due": {"queue": "webhooks"}}
 CELERY_BEAT_SCHEDULE["sop.tick"] = {"task": "sop.tick", "schedule": SOP_TICK_SECONDS}
 CELERY_BEAT_SCHEDULE["sop.triggers_scan"] = {"task": "sop.triggers_scan", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["sop.calendar_check"] = {"task": "sop.calendar_check", "schedule": crontab(hour=7, minute=0)}

@@ -162,8 +162,10 @@ class Supervisor:
         tmp.replace(path)
 
     def run(self) -> int:
-        """Supervise until SIGINT/SIGTERM; returns the exit code for the launcher."""
-        previous = {sig: signal.signal(sig, lambda *_a: self.stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        """Supervise until SIGINT, SIGTERM or SIGHUP (the terminal closed); stops the children in order before it
+        returns, so none is left running unsupervised. Returns the exit code for the launcher."""
+        previous = {sig: signal.signal(sig, lambda *_a: self.stopping.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             for child in self.children.values():
                 self._start(child)

@@ -58,3 +58,13 @@ def test_every_beat_entry_names_a_registered_task():
     app.loader.import_default_modules()
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         assert entry["task"] in app.tasks, f"beat entry {name} names an unknown task {entry['task']}"
+
+
+def test_webhook_work_never_takes_a_slot_sop_sends_need():
+    from scrm.celery import app
+
+    def queue(task):
+        return (app.amqp.router.route({}, task) or {}).get("queue").name
+
+    assert queue("integrations.webhook_deliver") == queue("integrations.webhook_dispatch_due") == "webhooks"
+    assert queue("sop.tick") != "webhooks" and queue("sop.execute_batch") != "webhooks"

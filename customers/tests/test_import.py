@@ -321,6 +321,27 @@ def test_upload_is_run_by_the_celery_worker_after_commit(celery_worker, make_sta
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_import_left_running_by_a_dead_worker_is_resumed_by_the_sweep(celery_worker, make_staff):
+    from customers.imports import import_jobs_resume_stale
+
+    operator = make_staff("operator_s", "operator")
+    rows = [[f"S{i}", "客户", "", "", "BJ01", "", "", "", ""] for i in range(5)]
+    make_staff("advisor_s", "advisor", "BJ01")
+    job = import_job_create(actor=operator, file=ContentFile(csv_bytes(rows), name="s.csv"), dry_run=False,
+                            enqueue=False)
+    # its worker committed two rows, then died (or its task ended while PostgreSQL was away): no message is left
+    ImportJob.objects.filter(pk=job.pk).update(status="running", processed_rows=2, created_count=2, attempts=1,
+                                              heartbeat_at=timezone.now())
+    assert import_jobs_resume_stale() == 0  # a fresh heartbeat: someone is on it
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - imports.STALE_AFTER * 2)
+    assert import_jobs_resume_stale() == 1
+    done = wait_for(lambda: ImportJob.objects.filter(pk=job.pk, status__in=["done", "failed"]).first())
+    assert (done.status, done.processed_rows, done.created_count) == ("done", 5, 5), done.message
+    assert sorted(Customer.objects.values_list("external_id", flat=True)) == ["S2", "S3", "S4"]
+    done.file.delete(save=False)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_uploads_with_clear_personal_data_do_not_linger(media, advisor, operator):
     from core.errors import ApplicationError
     from customers.imports import import_files_purge
