@@ -166,6 +166,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "integrations.webhook_dispatch_due": {"task": "integrations.webhook_dispatch_due", "schedule": 30.0},
     # saved segments: membership diffs after the hourly tag rules; each rebuild records the day's size
     "segments.rebuild_all.hourly": {"task": "segments.rebuild_all", "schedule": crontab(minute=20)},
+    "segments.runs_interrupted_fail": {"task": "segments.runs_interrupted_fail", "schedule": 600.0},
     # WeCom callbacks whose processing task was lost (stored first, so nothing is dropped)
     "wecom.callbacks_process_pending": {"task": "wecom.callbacks_process_pending", "schedule": 60.0},
     "wecom.transfer_results_poll": {"task": "wecom.transfer_results_poll", "schedule": 600.0},

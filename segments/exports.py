@@ -10,6 +10,7 @@ values in words: a multiple choice as "a、b").
 
 import logging
 import tempfile
+from datetime import timedelta
 
 from django.core.files import File
 from django.db import transaction
@@ -18,9 +19,14 @@ from django.utils import timezone
 from core.crypto import decrypt
 from core.exports import csv_write, xlsx_write
 from core.services import audit_record
-from segments.models import SegmentExport
+from segments.models import SegmentAction, SegmentExport
 
 logger = logging.getLogger(__name__)
+
+# longer than an export task may run (segments.tasks.export_run's time limit): still "running" after this, its
+# worker died mid-run, and a redelivered task cannot finish it (it only claims pending rows)
+STALE_RUN_AFTER = timedelta(hours=3)
+INTERRUPTED = "处理中断：执行它的进程意外退出，请重新发起"
 
 BATCH_SIZE = 2000
 COLUMNS = ["客户号", "姓名", "手机号", "营业部", "投顾", "风险等级", "分层", "总资产"]
@@ -109,3 +115,17 @@ def export_run(*, export_id: int) -> SegmentExport:
                                                           finished_at=timezone.now())
     export.refresh_from_db()
     return export
+
+
+def runs_interrupted_fail() -> int:
+    """Exports and bulk actions left "running" by a worker that died: failed, visibly, so the user starts them
+    again instead of waiting on a spinner forever. Returns how many (beat runs this every 10 minutes)."""
+    now = timezone.now()
+    failed = 0
+    for model in (SegmentExport, SegmentAction):
+        stale = model.objects.filter(status=model.Status.RUNNING, created_at__lt=now - STALE_RUN_AFTER)
+        for pk in stale.values_list("pk", flat=True):
+            logger.error("segment %s %s still running after %s: failed as interrupted", model._meta.model_name, pk,
+                         STALE_RUN_AFTER)
+        failed += stale.update(status=model.Status.FAILED, error=INTERRUPTED, finished_at=now)
+    return failed

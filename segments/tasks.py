@@ -36,3 +36,11 @@ def action_run(self, action_id: int) -> str:
     from segments.services import action_run as run
 
     return run(action_id=action_id).status
+
+
+@shared_task(name="segments.runs_interrupted_fail", bind=True, acks_late=True)
+def runs_interrupted_fail(self) -> int:
+    """Every 10 minutes: exports and bulk actions whose worker died mid-run are failed, visibly."""
+    from segments.exports import runs_interrupted_fail as fail
+
+    return fail()

@@ -104,3 +104,27 @@ def test_export_refuses_bad_format_and_foreign_snapshot(operator):
     assert not SegmentExport.objects.exists()
     with pytest.raises(Http404):  # pending / unknown exports have no file
         export_file_for_user(operator, 12345)
+
+
+@pytest.mark.django_db
+def test_an_export_or_action_whose_worker_died_is_failed_visibly_not_left_running(operator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from segments import exports
+    from segments.models import SegmentAction
+
+    segment = segment_create(actor=operator, name="高净值", rule=RICH)
+    dead = SegmentExport.objects.create(segment=segment, created_by=operator, status="running")
+    busy = SegmentExport.objects.create(segment=segment, created_by=operator, status="running")
+    action = SegmentAction.objects.create(segment=segment, kind="tag_add", params={"tag": "margin_intent"},
+                                          created_by=operator, status="running")
+    long_ago = timezone.now() - exports.STALE_RUN_AFTER - timedelta(minutes=1)
+    SegmentExport.objects.filter(pk=dead.pk).update(created_at=long_ago)
+    SegmentAction.objects.filter(pk=action.pk).update(created_at=long_ago)
+    assert exports.runs_interrupted_fail() == 2
+    dead.refresh_from_db(), busy.refresh_from_db(), action.refresh_from_db()
+    assert (dead.status, action.status, busy.status) == ("failed", "failed", "running")
+    assert "重新发起" in dead.error and dead.finished_at is not None
+    assert exports.runs_interrupted_fail() == 0
