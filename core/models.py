@@ -26,7 +26,7 @@ class Branch(models.Model):
         verbose_name_plural = _("营业部")
 
     def __str__(self):
-        return f"{self.name}（{self.code}）"
+        return _("%(name)s（%(code)s）") % {"name": self.name, "code": self.code}
 
 
 class User(AbstractUser):

@@ -146,7 +146,7 @@ class Customer(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.name}（{self.external_id}）"
+        return _("%(name)s（%(code)s）") % {"name": self.name, "code": self.external_id}
 
     @property
     def age_band(self) -> str | None:
@@ -214,7 +214,7 @@ class Product(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.name}（{self.code}）"
+        return _("%(name)s（%(code)s）") % {"name": self.name, "code": self.code}
 
 
 class Trade(models.Model):
@@ -458,7 +458,7 @@ class ImportJob(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.original_name}（{self.get_status_display()}）"
+        return _("%(name)s（%(code)s）") % {"name": self.original_name, "code": self.get_status_display()}
 
     @property
     def finished(self) -> bool:
@@ -538,7 +538,7 @@ class CustomFieldDefinition(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.label}（{self.code}）"
+        return _("%(name)s（%(code)s）") % {"name": self.label, "code": self.code}
 
     @property
     def min_text(self) -> str:

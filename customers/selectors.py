@@ -231,20 +231,20 @@ def trade_summary(*, customer: Customer) -> dict:
                     .annotate(count=Count("id"), amount=Sum("amount")).order_by("month"))
     for row in by_type:
         row["label"] = PRODUCT_TYPE_LABELS.get(row["product__type"], row["product__type"])
-    recent = list(trades.select_related("product").order_by("-traded_at")[:10])
+    recent = list(trades.select_related("product").order_by("-traded_at", "-id")[:10])
     return {**totals, "by_type": by_type, "by_month": by_month, "recent": recent}
 
 
 def customer_timeline(*, customer: Customer, limit: int = 30) -> list:
-    return list(BehaviourEvent.objects.filter(customer=customer).order_by("-occurred_at")[:limit])
+    return list(BehaviourEvent.objects.filter(customer=customer).order_by("-occurred_at", "-id")[:limit])
 
 
 def customer_touches(*, customer: Customer, limit: int = 50) -> list:
-    return list(Touch.objects.filter(customer=customer).select_related("staff").order_by("-occurred_at")[:limit])
+    return list(Touch.objects.filter(customer=customer).select_related("staff").order_by("-occurred_at", "-id")[:limit])
 
 
 def customer_notes(*, customer: Customer, limit: int = 50) -> list:
-    return list(Note.objects.filter(customer=customer).select_related("author").order_by("-created_at")[:limit])
+    return list(Note.objects.filter(customer=customer).select_related("author").order_by("-created_at", "-id")[:limit])
 
 
 def customer_tasks(*, customer: Customer) -> list:

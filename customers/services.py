@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.crypto import blind_index, decrypt, mask_id_number, mask_mobile
 from core.errors import ApplicationError
@@ -33,10 +34,10 @@ def customer_touch_contact(*, customer_ids: list[int], at: datetime) -> None:
 def customer_reveal(*, user, customer: Customer, field: str, reason: str, ip_address: str | None = None) -> str:
     """Plaintext of one personal field for a permitted user, with an audit row saying who, why, from where."""
     if field not in REVEALABLE or not scope_for(user).personal_data:
-        raise ApplicationError(CustomerError.REVEAL_NOT_ALLOWED, "您的角色不能查看客户的个人信息", status_code=403)
+        raise ApplicationError(CustomerError.REVEAL_NOT_ALLOWED, _("您的角色不能查看客户的个人信息"), status_code=403)
     reason = (reason or "").strip()
     if len(reason) < 2:
-        raise ApplicationError(CustomerError.REVEAL_REASON_REQUIRED, "请填写查看原因", [{"field": "reason"}])
+        raise ApplicationError(CustomerError.REVEAL_REASON_REQUIRED, _("请填写查看原因"), [{"field": "reason"}])
     audit_record(actor=user, action="customer.reveal", target_type="customer", target_id=customer.external_id,
                  reason=reason, ip_address=ip_address, details={"field": field})
     return decrypt(getattr(customer, REVEALABLE[field]))
@@ -78,10 +79,11 @@ def customer_search(*, user, filters: dict, sort: str = selectors.DEFAULT_SORT, 
                              details={"limit": limit_per_window,
                                       "window_seconds": settings.CUSTOMER_PII_SEARCH_WINDOW_SECONDS})
             window = settings.CUSTOMER_PII_SEARCH_WINDOW_SECONDS
-            per = "每小时" if window == 3600 else f"每 {max(window // 60, 1)} 分钟"
+            per = _("每小时") if window == 3600 else _("每 %(n)s 分钟") % {"n": max(window // 60, 1)}
             raise ApplicationError(
                 CustomerError.PII_SEARCH_RATE_LIMITED,
-                f"按手机号或身份证号搜索过于频繁（{per}最多 {limit_per_window} 次），请稍后再试，或按姓名、客户号搜索",
+                _("按手机号或身份证号搜索过于频繁（%(per)s最多 %(n)s 次），请稍后再试，或按姓名、客户号搜索")
+                % {"per": per, "n": limit_per_window},
                 status_code=429)
     page = selectors.customer_list(user=user, filters=filters, sort=sort, after=after, limit=limit,
                                    with_total=with_total)
@@ -100,7 +102,7 @@ def customer_search(*, user, filters: dict, sort: str = selectors.DEFAULT_SORT, 
 def note_create(*, author, customer: Customer, body: str) -> Note:
     body = (body or "").strip()
     if not body:
-        raise ApplicationError(CustomerError.NOTE_EMPTY, "跟进记录不能为空", [{"field": "body"}])
+        raise ApplicationError(CustomerError.NOTE_EMPTY, _("跟进记录不能为空"), [{"field": "body"}])
     note = Note.objects.create(customer=customer, author=author, body=body)
     note.refresh_from_db(fields=["created_at"])
     customer_touch_contact(customer_ids=[customer.pk], at=note.created_at)
@@ -138,7 +140,7 @@ def tasks_create(*, source: str, rows=None, customers=None, title: str = "", due
     from core.scoping import staff_sees_customer_sql
 
     if source not in Task.Source.values:
-        raise ApplicationError("task_source_invalid", f"未知的任务来源：{source}")
+        raise ApplicationError("task_source_invalid", _("未知的任务来源：%(source)s") % {"source": source})
     now = now or timezone.now()
     due_at = due_at or now + timedelta(days=1)
     with connection.cursor() as cur:
@@ -204,7 +206,7 @@ def task_create(*, customer: Customer, assignee, title: str, due_at: datetime, s
     result = tasks_create(source=source, rows=[{"customer_id": customer.pk, "assignee_id": getattr(assignee, "pk", None)}],
                           title=title, due_at=due_at, source_label=source_label)
     if not result.created:
-        raise ApplicationError(CustomerError.TASK_ASSIGNEE_OUT_OF_SCOPE, "负责人不能看到该客户",
+        raise ApplicationError(CustomerError.TASK_ASSIGNEE_OUT_OF_SCOPE, _("负责人不能看到该客户"),
                                [{"field": "assignee"}])
     return Task.objects.get(pk=result.created[0])
 
@@ -214,9 +216,9 @@ def task_complete(*, user, task: Task, outcome: str, note: str = "") -> Task:
     """Close an open task with an outcome; the outcome counts as a contact with the client."""
     task = Task.objects.select_for_update().get(pk=task.pk)
     if task.status != Task.Status.OPEN:
-        raise ApplicationError(CustomerError.TASK_NOT_OPEN, "该任务已关闭")
+        raise ApplicationError(CustomerError.TASK_NOT_OPEN, _("该任务已关闭"))
     if outcome not in Task.Outcome.values:
-        raise ApplicationError(CustomerError.TASK_OUTCOME_REQUIRED, "请选择任务结果", [{"field": "outcome"}])
+        raise ApplicationError(CustomerError.TASK_OUTCOME_REQUIRED, _("请选择任务结果"), [{"field": "outcome"}])
     now = timezone.now()
     task.status, task.outcome, task.outcome_note, task.completed_at = Task.Status.DONE, outcome, note.strip(), now
     task.save(update_fields=["status", "outcome", "outcome_note", "completed_at"])
@@ -240,25 +242,25 @@ def _definition_clean(*, field_type: str, label: str, options, min_value, max_va
 
     label = (label or "").strip()
     if not label:
-        raise _definition_error("label", "请填写名称")
+        raise _definition_error("label", _("请填写名称"))
     if len(label) > 50:
-        raise _definition_error("label", "名称最多 50 个字符")
+        raise _definition_error("label", _("名称最多 50 个字符"))
     if field_type not in T.values:
-        raise _definition_error("type", "请选择类型")
+        raise _definition_error("type", _("请选择类型"))
     clean = {"label": label, "options": [], "min_value": None, "max_value": None, "max_length": None}
     if field_type in (T.CHOICE, T.MULTI_CHOICE):
         items = [str(o).strip() for o in (options or []) if str(o).strip()]
         if not items:
-            raise _definition_error("options", "单选和多选字段至少要有一个选项")
+            raise _definition_error("options", _("单选和多选字段至少要有一个选项"))
         if len(items) > cf.MAX_OPTIONS:
-            raise _definition_error("options", f"最多 {cf.MAX_OPTIONS} 个选项")
+            raise _definition_error("options", _("最多 %(n)s 个选项") % {"n": cf.MAX_OPTIONS})
         seen = set()
         for item in items:
             if len(item) > cf.OPTION_MAX_LENGTH or cf.OPTION_FORBIDDEN.search(item):
-                raise _definition_error("options", f"选项“{item[:20]}”无效：最多 {cf.OPTION_MAX_LENGTH} 个字符，"
-                                                   "不能含逗号、顿号、分号或竖线")
+                raise _definition_error("options", _("选项“%(option)s”无效：最多 %(n)s 个字符，不能含逗号、顿号、分号或竖线")
+                                        % {"option": item[:20], "n": cf.OPTION_MAX_LENGTH})
             if item.casefold() in seen:
-                raise _definition_error("options", f"选项“{item[:20]}”重复")
+                raise _definition_error("options", _("选项“%(option)s”重复") % {"option": item[:20]})
             seen.add(item.casefold())
         clean["options"] = items
     elif field_type == T.NUMBER:
@@ -271,11 +273,11 @@ def _definition_clean(*, field_type: str, label: str, options, min_value, max_va
             except cf.CustomValueInvalid as exc:
                 raise _definition_error(name, exc.message) from None
         if "min_value" in bounds and "max_value" in bounds and bounds["min_value"] > bounds["max_value"]:
-            raise _definition_error("max_value", "最大值不能小于最小值")
+            raise _definition_error("max_value", _("最大值不能小于最小值"))
         clean.update(bounds)
     elif field_type == T.TEXT and max_length not in (None, ""):
         if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= cf.TEXT_MAX_LENGTH:
-            raise _definition_error("max_length", f"最大长度应为 1–{cf.TEXT_MAX_LENGTH}")
+            raise _definition_error("max_length", _("最大长度应为 1–%(n)s") % {"n": cf.TEXT_MAX_LENGTH})
         clean["max_length"] = max_length
     return clean
 
@@ -287,14 +289,14 @@ def _definitions_active_limit(exclude_pk: int | None = None) -> None:
     active = CustomFieldDefinition.objects.filter(active=True).exclude(pk=exclude_pk)
     if active.count() >= cf.MAX_ACTIVE_FIELDS:
         raise ApplicationError(CustomerError.CUSTOM_FIELD_LIMIT,
-                               f"启用中的自定义字段最多 {cf.MAX_ACTIVE_FIELDS} 个，请先停用不用的字段")
+                               _("启用中的自定义字段最多 %(n)s 个，请先停用不用的字段") % {"n": cf.MAX_ACTIVE_FIELDS})
 
 
 def _definition_may_define(actor) -> None:
     from customers.custom_fields import custom_fields_may_define
 
     if not custom_fields_may_define(actor):
-        raise ApplicationError(CustomerError.CUSTOM_FIELDS_NOT_ALLOWED, "只有系统管理员可以定义自定义字段", status_code=403)
+        raise ApplicationError(CustomerError.CUSTOM_FIELDS_NOT_ALLOWED, _("只有系统管理员可以定义自定义字段"), status_code=403)
 
 
 @transaction.atomic
@@ -308,10 +310,10 @@ def custom_field_definition_create(*, actor, code: str, label: str, field_type: 
     _definition_may_define(actor)
     code = (code or "").strip()
     if not cf.CODE_RE.match(code):
-        raise _definition_error("code", "代码应以小写字母开头，只含小写字母、数字和下划线，最多 40 个字符")
+        raise _definition_error("code", _("代码应以小写字母开头，只含小写字母、数字和下划线，最多 40 个字符"))
     if CustomFieldDefinition.objects.filter(code=code).exists():
-        raise ApplicationError(CustomerError.CUSTOM_FIELD_CODE_TAKEN, "该代码已被使用（包括已停用的字段）",
-                               [{"field": "code", "message": "该代码已被使用（包括已停用的字段）"}])
+        taken = _("该代码已被使用（包括已停用的字段）")
+        raise ApplicationError(CustomerError.CUSTOM_FIELD_CODE_TAKEN, taken, [{"field": "code", "message": taken}])
     clean = _definition_clean(field_type=field_type, label=label, options=options, min_value=min_value,
                               max_value=max_value, max_length=max_length)
     _definitions_active_limit()
@@ -409,7 +411,7 @@ def customer_custom_fields_set(*, actor, customer: Customer, values: dict) -> Cu
     from customers import custom_fields as cf
 
     if not cf.custom_fields_may_edit(actor):
-        raise ApplicationError(CustomerError.CUSTOM_FIELDS_NOT_ALLOWED, "您的角色只能查看客户的自定义字段", status_code=403)
+        raise ApplicationError(CustomerError.CUSTOM_FIELDS_NOT_ALLOWED, _("您的角色只能查看客户的自定义字段"), status_code=403)
     definitions = cf.definitions_by_code()
     locked = Customer.objects.select_for_update().only("pk", "custom_fields").get(pk=customer.pk)
     stored = dict(locked.custom_fields or {})
@@ -418,7 +420,7 @@ def customer_custom_fields_set(*, actor, customer: Customer, values: dict) -> Cu
     entries += [(str(code), code, raw) for code, raw in values.items() if code not in active]
     clean, errors = cf.custom_values_clean(entries, definitions=definitions, blank_clears=True, stored=stored)
     if errors:
-        raise ApplicationError(CustomerError.CUSTOM_VALUES_INVALID, "自定义字段有误，未保存",
+        raise ApplicationError(CustomerError.CUSTOM_VALUES_INVALID, _("自定义字段有误，未保存"),
                                [{"field": key, "code": str(code), "message": message} for key, code, message in errors])
     new = dict(stored)
     for code, value in clean.items():

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import ApplicationError
 from core.models import Role, User
@@ -29,9 +30,9 @@ def _error(code: str, message: str, field: str) -> ApplicationError:
 def _ids(raw) -> list[int]:
     values = [str(v).strip() for v in (raw or []) if str(v).strip()]
     if not all(v.isdigit() for v in values):
-        raise _error("invalid_customers", "客户编号无效", "customers")
+        raise _error("invalid_customers", _("客户编号无效"), "customers")
     if len(values) > MAX_SELECTED:
-        raise _error("too_many_customers", f"一次最多选择 {MAX_SELECTED} 位客户", "customers")
+        raise _error("too_many_customers", _("一次最多选择 %(n)s 位客户") % {"n": MAX_SELECTED}, "customers")
     return sorted({int(v) for v in values})
 
 
@@ -44,7 +45,7 @@ def advisor_in_scope(*, user, advisor_id) -> User:
         scope.everything or advisor.pk == scope.advisor_id
         or (scope.branch_id is not None and scope.advisor_id is None and advisor.branch_id == scope.branch_id))
     if not allowed:
-        raise _error("advisor_out_of_scope", "投顾不存在或不在您的数据范围内", "advisor")
+        raise _error("advisor_out_of_scope", _("投顾不存在或不在您的数据范围内"), "advisor")
     return advisor
 
 
@@ -55,15 +56,15 @@ def churn_targets(*, user, customer_ids=None, advisor_id=None) -> tuple[list[int
     if ids:
         found = set(visible.filter(customer_id__in=ids).values_list("customer_id", flat=True))
         if found != set(ids):
-            raise _error("customers_out_of_scope", "所选客户不存在、没有流失预警分或不在您的数据范围内", "customers")
+            raise _error("customers_out_of_scope", _("所选客户不存在、没有流失预警分或不在您的数据范围内"), "customers")
         return ids, None
     if not str(advisor_id or "").strip():
-        raise _error("no_customers", "请先勾选客户，或选择一位投顾的全部高风险客户", "customers")
+        raise _error("no_customers", _("请先勾选客户，或选择一位投顾的全部高风险客户"), "customers")
     advisor = advisor_in_scope(user=user, advisor_id=advisor_id)
     ids = list(visible.filter(level=ChurnScore.Level.HIGH, customer__advisor=advisor)
                .order_by("customer_id").values_list("customer_id", flat=True))
     if not ids:
-        raise _error("no_high_risk", f"{advisor} 名下没有高风险客户", "advisor")
+        raise _error("no_high_risk", _("%(advisor)s 名下没有高风险客户") % {"advisor": advisor}, "advisor")
     return ids, advisor
 
 
@@ -117,7 +118,7 @@ def churn_enroll(*, actor, journey_id, customer_ids=None, advisor_id=None, now: 
     raw = str(journey_id or "").strip()
     journey = live_journeys().filter(pk=int(raw)).first() if raw.isdigit() else None
     if journey is None:
-        raise _error("journey_not_live", "请选择一个运行中的 SOP 旅程", "journey")
+        raise _error("journey_not_live", _("请选择一个运行中的 SOP 旅程"), "journey")
     ids, advisor = churn_targets(user=actor, customer_ids=customer_ids, advisor_id=advisor_id)
     customers = Customer.objects.visible_to(actor).filter(pk__in=ids)
     entered = enroll_queryset(version=journey.live_version, customers=customers,

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
@@ -27,7 +27,8 @@ def _choice(request, name: str, options: dict, default: str) -> tuple[str, str |
     value = request.GET.get(name) or default
     if value not in options:
         return default, _("%(name)s 的取值 %(v)s 无效，可选：%(opts)s") % {
-            "name": name, "v": value, "opts": "、".join(f"{k}（{v}）" for k, v in options.items())}
+            "name": name, "v": value, "opts": pgettext("punctuation", "、").join(
+                _("%(name)s（%(code)s）") % {"name": k, "code": v} for k, v in options.items())}
     return value, None
 
 

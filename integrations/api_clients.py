@@ -12,6 +12,7 @@ import string
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.errors import ApplicationError
 from core.models import Branch
@@ -33,25 +34,28 @@ def api_client_create(*, actor, name: str, scopes: list[str], branch_code: str |
     """Create a client and return it with its key; the key is not stored and cannot be shown again."""
     name = (name or "").strip()
     if not name:
-        raise ApplicationError("api_client_name_required", "请填写名称", [{"field": "name", "message": "必填"}])
+        raise ApplicationError("api_client_name_required", gettext("请填写名称"),
+                               [{"field": "name", "message": gettext("必填")}])
     if ApiClient.objects.filter(name=name).exists():
-        raise ApplicationError("api_client_name_taken", "名称已被使用", [{"field": "name", "message": "名称已被使用"}])
+        taken = gettext("名称已被使用")
+        raise ApplicationError("api_client_name_taken", taken, [{"field": "name", "message": taken}])
     unknown = sorted(set(scopes) - set(ApiScope.values))
     if unknown:
-        raise ApplicationError("api_client_scope_unknown", f"未知的权限：{', '.join(unknown)}",
-                               [{"field": "scopes", "message": f"未知的权限：{', '.join(unknown)}"}])
+        message = gettext("未知的权限：%(scopes)s") % {"scopes": ", ".join(unknown)}
+        raise ApplicationError("api_client_scope_unknown", message, [{"field": "scopes", "message": message}])
     branch = None
     if branch_code:
         branch = Branch.objects.filter(code=branch_code).first()
         if branch is None:
-            raise ApplicationError("api_client_branch_unknown", f"营业部代码不存在：{branch_code}",
-                                   [{"field": "branch", "message": "营业部代码不存在"}])
+            raise ApplicationError("api_client_branch_unknown", gettext("营业部代码不存在：%(code)s") % {"code": branch_code},
+                                   [{"field": "branch", "message": gettext("营业部代码不存在")}])
     firm_wide = sorted(set(scopes) & FIRM_WIDE_SCOPES)
     if branch is not None and firm_wide:
-        message = f"营业部密钥不能拥有全公司范围的写权限：{', '.join(firm_wide)}（产品等参考数据由总部密钥维护）"
+        message = gettext("营业部密钥不能拥有全公司范围的写权限：%(scopes)s（产品等参考数据由总部密钥维护）") % {
+            "scopes": ", ".join(firm_wide)}
         raise ApplicationError("api_client_scope_firm_wide", message, [{"field": "scopes", "message": message}])
     if rate_limit_per_minute < 1:
-        raise ApplicationError("api_client_rate_invalid", "每分钟请求上限至少为 1")
+        raise ApplicationError("api_client_rate_invalid", gettext("每分钟请求上限至少为 1"))
     while True:
         prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(8))
         if not ApiClient.objects.filter(key_prefix=prefix).exists():

@@ -137,8 +137,8 @@ def apply_operation(tree: dict, operation: str, path: str) -> dict:
             raise BuilderError("只能在条件组里添加")
         if operation == "add_condition":
             child = default_condition()
-        else:
-            child = {"op": "or" if node.get("op") == "and" else "and", "rules": [default_condition()]}
+        else:  # a new group starts empty: it counts for nothing until a condition is put in it (see rule_effective)
+            child = {"op": "or" if node.get("op") == "and" else "and", "rules": []}
         node.setdefault("rules", []).append(child)
     elif operation == "toggle_not":
         if node.get("not"):
@@ -158,6 +158,38 @@ def apply_operation(tree: dict, operation: str, path: str) -> dict:
     elif operation:
         raise BuilderError(f"未知操作 {operation!r}")
     return tree
+
+
+def rule_effective(tree: dict) -> tuple[dict, dict[str, str]]:
+    """The rule the builder counts and saves: ``tree`` without its empty nested groups (a group just added, still
+    without conditions, changes nothing), and a map from the node paths of the result back to the node paths in
+    ``tree`` (to point an error at the node the user sees). An empty root stays as it is."""
+    mapping: dict[str, str] = {}
+
+    def prune(node, old_steps, new_steps):
+        mapping[path_join(new_steps)] = path_join(old_steps)
+        if not is_group(node):
+            return node
+        kept = []
+        for i, child in enumerate(node.get("rules") or []):
+            if is_group(child) and not _has_condition(child):
+                continue
+            kept.append(prune(child, [*old_steps, i], [*new_steps, len(kept)]))
+        return {**node, "rules": kept}
+
+    return prune(tree, [], []), mapping
+
+
+def _has_condition(node) -> bool:
+    return any(True for _ in _summary_nodes(node))
+
+
+def error_path_in_tree(error_path: str | None, mapping: dict[str, str]) -> str | None:
+    """An error path reported on ``rule_effective``'s result, as a path in the tree the builder shows."""
+    if not error_path:
+        return error_path
+    node = node_path_of_error(error_path)
+    return mapping.get(node, node) + error_path[len(node):]
 
 
 # --- posted condition editors -----------------------------------------------------------------
@@ -455,8 +487,9 @@ def _labels():
                   "custom": _("自定义字段")},
         "fields": {"risk_level": _("风险等级"), "gender": _("性别"), "region": _("地区"), "occupation": _("职业"),
                    "branch": _("营业部"), "advisor": _("投顾"), "lifecycle_stage": _("生命周期"),
-                   "funnel_stage": _("开户进度"), "channel": _("开户渠道"), "utm_source": "utm_source",
-                   "utm_medium": "utm_medium", "utm_campaign": "utm_campaign", "total_assets": _("总资产（元）"),
+                   "funnel_stage": _("开户进度"), "channel": _("开户渠道"), "utm_source": _("推广来源（utm_source）"),
+                   "utm_medium": _("推广媒介（utm_medium）"), "utm_campaign": _("推广活动（utm_campaign）"),
+                   "total_assets": _("总资产（元）"),
                    "age": _("年龄（岁）"), "opened_days_ago": _("开户天数"),
                    "risk_assessment_current": _("风险测评在有效期内"), "is_wecom_contact": _("是企业微信联系人")},
         "measures": {"count": _("笔数"), "amount": _("金额（元）")},
@@ -627,57 +660,156 @@ def render_nodes(tree: dict, *, principal, error_path: str | None = None, exclud
     return walk(tree, [], 0)
 
 
-def rule_summary(rule, *, depth: int = 0) -> str:
-    """A readable one-paragraph Chinese summary of a rule (the detail page's 规则)."""
+def _summary_nodes(rule):
+    """Every condition of a tree (depth first)."""
+    if not isinstance(rule, dict):
+        return
+    if is_group(rule):
+        for child in rule.get("rules") or []:
+            yield from _summary_nodes(child)
+    else:
+        yield rule
+
+
+def summary_names(rule) -> dict:
+    """The words for the codes a rule names (tags, tag categories, tiers, segments, groups, branches, advisors):
+    ``{(kind, code): label}``, a few queries for the whole tree."""
+    from core.models import Branch, User
+    from groups.models import GroupChat
+    from segments.models import Segment
+    from tagging.models import Tag, TagCategory
+
+    wanted: dict[str, set] = {"tag": set(), "category": set(), "segment": set(), "group": set(), "branch": set(),
+                              "advisor": set()}
+    tiers = False
+    for node in _summary_nodes(rule):
+        kind = node.get("type")
+        if kind == "tag":
+            wanted["tag"].add(node.get("tag"))
+            wanted["category"].add(node.get("category"))
+        elif kind in ("tier", "tier_change"):
+            tiers = True
+        elif kind == "segment" and isinstance(node.get("segment"), int):
+            wanted["segment"].add(node["segment"])
+        elif kind == "group" and node.get("group"):
+            wanted["group"].add(node["group"])
+        elif kind == "attribute" and node.get("field") in ("branch", "advisor"):
+            value = node.get("value")
+            wanted[node["field"]].update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+    wanted = {k: {v for v in codes if v not in (None, "")} for k, codes in wanted.items()}
+    names: dict = {}
+    queries = {
+        "tag": lambda c: Tag.objects.filter(code__in=c).values_list("code", "name"),
+        "category": lambda c: TagCategory.objects.filter(code__in=c).values_list("code", "name"),
+        "segment": lambda c: Segment.objects.filter(pk__in=c).values_list("pk", "name"),
+        "group": lambda c: GroupChat.objects.filter(chat_id__in=c).values_list("chat_id", "name"),
+        "branch": lambda c: Branch.objects.filter(code__in=c).values_list("code", "name"),
+        "advisor": lambda c: [(u.employee_code, u.display_name or u.username)
+                              for u in User.objects.filter(employee_code__in=c)],
+    }
+    for kind, codes in wanted.items():
+        if codes:
+            names.update({(kind, code): name for code, name in queries[kind](codes)})
+    if tiers:
+        names.update({("tier", code): label for code, label in tier_choices()})
+    return names
+
+
+def rule_summary(rule, *, depth: int = 0, names: dict | None = None) -> str:
+    """A readable one-paragraph summary of a rule (the detail page's 规则): every code in words."""
+    from django.utils.translation import gettext as _
+    from django.utils.translation import pgettext
+
+    from customers.models import EVENT_TYPE_LABELS, PRODUCT_TYPE_LABELS
+    from groups.models import Purpose
+    from tagging.models import TagSource
+
     labels = _labels()
     if not isinstance(rule, dict):
         return ""
-    neg = "非 " if rule.get("not") else ""
+    if names is None:
+        names = summary_names(rule)
+    comma = pgettext("punctuation", "、")
+
+    def name(kind, code):
+        return str(names.get((kind, code), code))
+
+    def words(values, kind=None, choices=None):
+        values = values if isinstance(values, list) else ([] if values in (None, "") else [values])
+        return comma.join(name(kind, v) if kind else str((choices or {}).get(v, v)) for v in values)
+
+    neg = _("非 ") if rule.get("not") else ""
     if is_group(rule):
-        joiner = " 且 " if rule.get("op") == "and" else " 或 "
-        parts = [rule_summary(child, depth=depth + 1) for child in rule.get("rules") or []]
-        text = joiner.join(parts) or "（空）"
-        return f"{neg}（{text}）" if depth or neg else text
+        joiner = _(" 且 ") if rule.get("op") == "and" else _(" 或 ")
+        parts = [rule_summary(child, depth=depth + 1, names=names) for child in rule.get("rules") or []]
+        text = joiner.join(parts) or _("（空）")
+        return _("%(not)s（%(text)s）") % {"not": neg, "text": text} if depth or neg else text
     kind = rule.get("type")
     op = labels["ops"].get(rule.get("op"), rule.get("op") or "")
     value = rule.get("value")
-    value_text = "、".join(str(v) for v in value) if isinstance(value, list) else ("" if value is None else str(value))
+    value_text = comma.join(str(v) for v in value) if isinstance(value, list) else ("" if value is None else str(value))
+    between = rule.get("op") == "between" and isinstance(value, list) and len(value) == 2
     if kind == "attribute":
-        field = labels["fields"].get(rule.get("field"), rule.get("field"))
-        body = f"{field} {op}" + (f" {value_text}" if value_text else "")
-    elif kind == "tag":
-        what = rule.get("tag") or f"分类 {rule.get('category')}"
-        body = f"{op}标签 {what}"
-        if rule.get("source"):
-            body += f"（来源 {rule['source']}）"
-        if rule.get("within_days"):
-            body += f"（近 {rule['within_days']} 天打上）"
-    elif kind in ("trades", "events"):
-        window = f"近 {rule.get('within_days')} 天"
-        if kind == "trades":
-            what = labels["measures"].get(rule.get("measure"), "")
-            product = f"{rule['product_type']} 类" if rule.get("product_type") else ""
-            body = f"{window}{product}交易{what} {op} {value_text}"
+        field_code = rule.get("field")
+        field = labels["fields"].get(field_code, field_code)
+        if field_code in ("branch", "advisor"):
+            value_text = words(value, field_code)
+        elif attribute_choices(field_code):
+            value_text = words(value, choices=dict(attribute_choices(field_code)))
+        if between:
+            body = _("%(field)s 介于 %(low)s 至 %(high)s") % {"field": field, "low": value[0], "high": value[1]}
         else:
-            props = f"（{properties_text(rule.get('properties'))}）" if rule.get("properties") else ""
-            body = f"{window}事件 {rule.get('event_type')}{props} 次数 {op} {value_text}"
+            body = f"{field} {op}" + (f" {value_text}" if value_text else "")
+    elif kind == "tag":
+        if rule.get("tag"):
+            body = _("%(op)s标签「%(tag)s」") % {"op": op, "tag": name("tag", rule["tag"])}
+        else:
+            body = _("%(op)s标签分类「%(category)s」中的标签") % {"op": op, "category": name("category", rule.get("category"))}
+        if rule.get("source"):
+            body += _("（来源：%(source)s）") % {"source": dict(TagSource.choices).get(rule["source"], rule["source"])}
+        if rule.get("within_days"):
+            body += _("（近 %(days)s 天打上）") % {"days": rule["within_days"]}
+    elif kind == "tier":
+        body = _("价值分层 %(op)s %(tiers)s") % {"op": op, "tiers": words(value, "tier")}
+    elif kind == "trades":
+        product = rule.get("product_type")
+        body = _("近 %(days)s 天%(product)s交易%(measure)s %(op)s %(value)s") % {
+            "days": rule.get("within_days"), "measure": labels["measures"].get(rule.get("measure"), ""),
+            "product": _("%(type)s类") % {"type": PRODUCT_TYPE_LABELS.get(product, product)} if product else "",
+            "op": op, "value": value_text}
+    elif kind == "events":
+        body = _("近 %(days)s 天「%(event)s」%(props)s次数 %(op)s %(value)s") % {
+            "days": rule.get("within_days"), "event": EVENT_TYPE_LABELS.get(rule.get("event_type"), rule.get("event_type")),
+            "props": f"（{properties_text(rule.get('properties'))}）" if rule.get("properties") else "",
+            "op": op, "value": value_text}
     elif kind == "segment":
-        body = f"{op}客群 #{rule.get('segment')}"
+        segment = rule.get("segment")
+        if ("segment", segment) in names:
+            body = _("%(op)s客群「%(name)s」") % {"op": op, "name": name("segment", segment)}
+        else:
+            body = _("%(op)s客群 #%(id)s") % {"op": op, "id": segment}
     elif kind == "group":
-        what = rule.get("group") or (f"用途 {rule['purpose']} 的" if rule.get("purpose") else "任一")
-        body = f"{op}（社群 {what}）"
+        if rule.get("group"):
+            what = _("「%(name)s」") % {"name": name("group", rule["group"])}
+        elif rule.get("purpose"):
+            what = _("用途为「%(purpose)s」的群") % {"purpose": dict(Purpose.choices).get(rule["purpose"], rule["purpose"])}
+        else:
+            what = _("任一群")
+        body = _("%(op)s（社群 %(what)s）") % {"op": op, "what": what}
     elif kind == "custom":
         from customers.custom_fields import definition_get
 
         definition = definition_get(rule.get("field"))
-        name = definition.label if definition else rule.get("field")
-        body = f"自定义字段「{name}」 {op}" + (f" {value_text}" if value_text else "")
-        if rule.get("op") == "between" and isinstance(value, list) and len(value) == 2:
-            body = f"自定义字段「{name}」 介于 {value[0]} 至 {value[1]}"
+        label = definition.label if definition else rule.get("field")
+        if between:
+            body = _("自定义字段「%(label)s」 介于 %(low)s 至 %(high)s") % {"label": label, "low": value[0], "high": value[1]}
+        else:
+            body = _("自定义字段「%(label)s」 %(op)s") % {"label": label, "op": op} + (f" {value_text}" if value_text else "")
     elif kind == "tier_change":
-        direction = labels["directions"].get(rule.get("direction"), rule.get("direction"))
-        to = f"至 {'、'.join(rule['to'])}" if rule.get("to") else ""
-        body = f"近 {rule.get('within_days')} 天分层{direction}{to}"
+        body = _("近 %(days)s 天分层%(direction)s%(to)s") % {
+            "days": rule.get("within_days"),
+            "direction": labels["directions"].get(rule.get("direction"), rule.get("direction")),
+            "to": _("至 %(tiers)s") % {"tiers": words(rule["to"], "tier")} if rule.get("to") else ""}
     else:
         body = f"{_type_label(kind, labels)} {op} {value_text}".strip()
     return f"{neg}{body}"

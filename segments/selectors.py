@@ -32,13 +32,13 @@ NO_TIER = "none"
 # --- which segments ------------------------------------------------------------------------
 
 def _may_use_segments(user) -> bool:
-    from core.navigation import user_may_use
+    from core.access import may
 
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
         return False
     if getattr(user, "role", None) is None:  # an API client: its own scope decides what it sees of members
         return True
-    return user_may_use(user, "segments")
+    return may(user, "segments")
 
 
 def segments_visible_to(user):
@@ -138,6 +138,26 @@ def segment_visible_size(segment, *, principal) -> int:
     if scope_for(principal).everything:
         return segment.member_count or 0
     return segment_members(segment, principal=principal).count()
+
+
+def segment_last_rebuild_id(segment) -> int:
+    """The id of the segment's newest recorded rebuild (0 if none): what a 立即重算 is waited for after."""
+    return SegmentRebuild.objects.filter(segment=segment).order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def segment_rebuild_outcome(segment, *, after: int) -> SegmentRebuild | None:
+    """The finished rebuild a 立即重算 queued after rebuild #``after`` led to, or None while it is queued or running.
+    A request skipped because another rebuild was running ends with that rebuild."""
+    newer = SegmentRebuild.objects.filter(segment=segment, pk__gt=after).exclude(status=SegmentRebuild.Status.RUNNING)
+    finished = newer.exclude(status=SegmentRebuild.Status.SKIPPED).order_by("-pk").first()
+    if finished is not None:
+        return finished
+    skipped = newer.order_by("pk").first()
+    if skipped is None:
+        return None
+    return (SegmentRebuild.objects.filter(segment=segment, finished_at__gte=skipped.started_at,
+                                          status__in=[SegmentRebuild.Status.DONE, SegmentRebuild.Status.FAILED])
+            .order_by("-pk").first())
 
 
 def segment_rebuilds(segment, limit: int = 20) -> list[SegmentRebuild]:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:segment_id>/", views_detail.segment_detail, name="detail"),
     path("<int:segment_id>/edit/", views.segment_edit, name="edit"),
     path("<int:segment_id>/rebuild/", views_detail.segment_rebuild, name="rebuild"),
+    path("<int:segment_id>/rebuild/status/", views_detail.segment_rebuild_status, name="rebuild_status"),
     path("<int:segment_id>/snapshots/", views_detail.snapshot_create, name="snapshot_create"),
     path("<int:segment_id>/diff/", views_detail.segment_diff, name="diff"),
     path("<int:segment_id>/exports/", views_detail.export_create, name="export_create"),

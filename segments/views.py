@@ -15,8 +15,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from core.access import may
 from core.errors import ApplicationError
-from core.navigation import user_may_use
 from segments import builder, selectors, services
 from segments import rules as rule_lang
 from segments.forms import SegmentForm
@@ -26,7 +26,7 @@ PREVIEW_SAMPLE = 10
 
 
 def require_segments(user) -> None:
-    if not user_may_use(user, "segments"):
+    if not may(user, "segments"):
         raise Http404("segments are not available for this role")
 
 
@@ -58,16 +58,19 @@ def _tree_from_post(post) -> tuple[dict, str | None]:
         return tree, str(exc)
 
 
-def _preview(rule: dict, user) -> dict:
-    """Preview context: counts and sample, or the error with the path of the bad node."""
+def _preview(tree: dict, user) -> dict:
+    """Preview context: counts and sample, or the error with the path of the bad node (in the tree shown).
+    Groups without a condition yet count for nothing."""
+    rule, paths = builder.rule_effective(tree)
     if builder.is_group(rule) and not rule.get("rules"):
         return {"empty": True}
     try:
         result = selectors.rule_preview(rule, principal=user, sample_size=PREVIEW_SAMPLE)
     except rule_lang.RuleError as exc:
-        return {"error": exc.details[0]["message"] if exc.details else exc.message, "error_path": exc.path}
+        return {"error": exc.details[0]["message"] if exc.details else exc.message,
+                "error_path": builder.error_path_in_tree(exc.path, paths)}
     except ApplicationError as exc:
-        return {"error": exc.message, "error_path": getattr(exc, "path", None)}
+        return {"error": exc.message, "error_path": builder.error_path_in_tree(getattr(exc, "path", None), paths)}
     chart = {"tiers": [{"label": str(r["label"]), "count": r["count"]} for r in result.get("by_tier", [])],
              "branches": [{"label": str(r["name"]), "count": r["count"]} for r in result.get("by_branch", [])]}
     return {"result": result, "chart": chart}
@@ -113,16 +116,18 @@ def _save(request, segment=None):
     if error or not form.is_valid():
         context = _builder_context(request, tree=tree, segment=segment, error=error, form=form)
         return render(request, "segments/builder.html", context, status=400)
+    rule, paths = builder.rule_effective(tree)  # a group left without conditions is not saved
     try:
         if segment is None:
             # a branch manager's segment belongs to their branch (the service decides), anyone else's is firm-wide
-            segment = services.segment_create(actor=request.user, name=form.cleaned_data["name"], rule=tree,
+            segment = services.segment_create(actor=request.user, name=form.cleaned_data["name"], rule=rule,
                                               description=form.cleaned_data["description"])
         else:
-            services.segment_update(actor=request.user, segment=segment, name=form.cleaned_data["name"], rule=tree,
+            services.segment_update(actor=request.user, segment=segment, name=form.cleaned_data["name"], rule=rule,
                                     description=form.cleaned_data["description"])
     except rule_lang.RuleError as exc:
-        context = _builder_context(request, tree=tree, segment=segment, form=form, error_path=exc.path,
+        context = _builder_context(request, tree=tree, segment=segment, form=form,
+                                   error_path=builder.error_path_in_tree(exc.path, paths),
                                    error=_("规则有误，未保存：%(m)s") % {"m": exc.message})
         return render(request, "segments/builder.html", context, status=400)
     except ApplicationError as exc:

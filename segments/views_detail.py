@@ -6,8 +6,9 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -68,20 +69,47 @@ def detail_context(request, segment, **extra) -> dict:
 @login_required
 def segment_detail(request, segment_id: int):
     segment = _segment(request, segment_id)
-    return render(request, "segments/detail.html", detail_context(request, segment))
+    rebuilding = request.GET.get("rebuilding") or ""
+    extra = {"rebuilding": {"after": int(rebuilding), "polls": 0}} if rebuilding.isdigit() else {}
+    return render(request, "segments/detail.html", detail_context(request, segment, **extra))
 
 
 @login_required
 @require_POST
 def segment_rebuild(request, segment_id: int):
+    """立即重算: queue it, then the detail page waits for it (``?rebuilding=<the newest rebuild before it>``)."""
     segment = _segment(request, segment_id)
+    after = selectors.segment_last_rebuild_id(segment)
     try:
         services.segment_rebuild_request(actor=request.user, segment=segment)
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    else:
-        messages.info(request, _("已提交重算，完成后刷新页面查看结果"))
-    return redirect("segments:detail", segment_id=segment.pk)
+        return redirect("segments:detail", segment_id=segment.pk)
+    return redirect(reverse("segments:detail", args=[segment.pk]) + f"?rebuilding={after}")
+
+
+REBUILD_POLLS = 180  # about three minutes of polling once a second; then the page says to come back later
+
+
+@never_cache
+@login_required
+def segment_rebuild_status(request, segment_id: int):
+    """The 立即重算 indicator, polled by htmx: while the rebuild is queued or running it answers itself again; once
+    it is over the page is reloaded (HX-Redirect) to show the new count, members and history."""
+    segment = _segment(request, segment_id)
+    after = int(request.GET.get("after") or 0) if (request.GET.get("after") or "0").isdigit() else 0
+    polls = int(request.GET.get("polls") or 0) if (request.GET.get("polls") or "0").isdigit() else 0
+    outcome = selectors.segment_rebuild_outcome(segment, after=after)
+    if outcome is not None:
+        if outcome.status == outcome.Status.FAILED:
+            messages.error(request, _("重算失败：%(e)s") % {"e": outcome.error[:200]})
+        else:
+            messages.success(request, _("重算完成"))
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("segments:detail", args=[segment.pk])
+        return response
+    return render(request, "segments/partials/rebuild_status.html",
+                  {"segment": segment, "after": after, "polls": polls + 1, "gave_up": polls + 1 >= REBUILD_POLLS})
 
 
 @login_required

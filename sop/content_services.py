@@ -10,6 +10,8 @@ from django.db import transaction
 from django.db.models import Count
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from core.errors import ApplicationError
 from core.models import Role
@@ -21,10 +23,12 @@ from sop.models import Channel, Enrollment, ForbiddenPhrase, GuardPolicy, Journe
 WECOM_TASK_SOURCE = Task.Source.SOP_WECOM
 MESSAGE_STEP_TYPES = ("wecom_message", "wecom_group_message")
 OUTCOME_LABELS = {
-    "sent": "已发送", "delivered": "已送达", "replied": "已回复", "queued": "待发送", "prepared": "已备好，待投顾发送",
-    "task_created": "已建任务", "waited": "等待中", "then": "条件成立", "else": "条件不成立", "invited": "已邀请入群",
-    "tag_add": "已打标签", "tag_remove": "已移除标签", "webhook": "已通知外部系统", "held_calendar": "等待交易日历",
-    "deferred_quiet_hours": "免打扰时段，已顺延", "skipped": "投顾未发送（跳过）",
+    "sent": gettext_lazy("已发送"), "delivered": gettext_lazy("已送达"), "replied": gettext_lazy("已回复"),
+    "queued": gettext_lazy("待发送"), "prepared": gettext_lazy("已备好，待投顾发送"), "task_created": gettext_lazy("已建任务"),
+    "waited": gettext_lazy("等待中"), "then": gettext_lazy("条件成立"), "else": gettext_lazy("条件不成立"),
+    "invited": gettext_lazy("已邀请入群"), "tag_add": gettext_lazy("已打标签"), "tag_remove": gettext_lazy("已移除标签"),
+    "webhook": gettext_lazy("已通知外部系统"), "held_calendar": gettext_lazy("等待交易日历"),
+    "deferred_quiet_hours": gettext_lazy("免打扰时段，已顺延"), "skipped": gettext_lazy("投顾未发送（跳过）"),
 }
 PROBLEM_STATUSES = (StepRun.Status.BLOCKED, StepRun.Status.FAILED, StepRun.Status.DEAD)
 CAP_PERIODS = ("day", "week", "month")
@@ -71,13 +75,13 @@ def wecom_task_mark_sent(*, user, task_id: int) -> StepRun:
             enrollment__customer_id=task.customer_id, step_type__in=MESSAGE_STEP_TYPES, detail__task_id=task.pk)
             .first())
         if run is None:
-            raise ApplicationError("sop_task_without_message", "找不到该任务对应的 SOP 消息")
+            raise ApplicationError("sop_task_without_message", _("找不到该任务对应的 SOP 消息"))
         if run.outcome == "sent" and task.status != Task.Status.OPEN:
             return run  # already marked: twice is once
         if run.outcome == "skipped":
-            raise ApplicationError("sop_message_skipped", "该消息已标记为不发送")
+            raise ApplicationError("sop_message_skipped", _("该消息已标记为不发送"))
         if task.status == Task.Status.CANCELLED:
-            raise ApplicationError("task_cancelled", "该任务已取消")
+            raise ApplicationError("task_cancelled", _("该任务已取消"))
         now = timezone.now()
         if run.touch_id:
             Touch.objects.filter(pk=run.touch_id).update(status=Touch.Status.SENT, staff=task.assignee,
@@ -86,7 +90,7 @@ def wecom_task_mark_sent(*, user, task_id: int) -> StepRun:
         run.detail = {**run.detail, "sent_marked_by": user.pk, "sent_at": now.isoformat()}
         run.save(update_fields=["outcome", "detail"])
         if task.status == Task.Status.OPEN:
-            task_complete(user=user, task=task, outcome=Task.Outcome.REACHED, note="已通过企业微信发送 SOP 消息")
+            task_complete(user=user, task=task, outcome=Task.Outcome.REACHED, note=_("已通过企业微信发送 SOP 消息"))
         audit_record(actor=user, action="sop.wecom_marked_sent", target_type="task", target_id=str(task.pk),
                      details={"step_run": run.pk, "touch": run.touch_id})
     return run
@@ -106,20 +110,20 @@ def wecom_task_skip(*, user, task_id: int, note: str = "") -> StepRun:
             enrollment__customer_id=task.customer_id, step_type__in=MESSAGE_STEP_TYPES, detail__task_id=task.pk)
             .first())
         if run is None:
-            raise ApplicationError("sop_task_without_message", "找不到该任务对应的 SOP 消息")
+            raise ApplicationError("sop_task_without_message", _("找不到该任务对应的 SOP 消息"))
         if run.outcome in ("sent", "skipped"):
             if run.outcome == "sent":
-                raise ApplicationError("sop_message_sent", "该消息已标记为已发送")
+                raise ApplicationError("sop_message_sent", _("该消息已标记为已发送"))
             return run
         if task.status == Task.Status.CANCELLED:
-            raise ApplicationError("task_cancelled", "该任务已取消")
+            raise ApplicationError("task_cancelled", _("该任务已取消"))
         if run.touch_id:
             Touch.objects.filter(pk=run.touch_id).update(status=Touch.Status.FAILED)
         run.outcome = "skipped"
         run.detail = {**run.detail, "skipped_by": user.pk, "skip_note": note[:200]}
         run.save(update_fields=["outcome", "detail"])
         if task.status == Task.Status.OPEN:
-            task_complete(user=user, task=task, outcome=Task.Outcome.NOT_REACHED, note=note or "未发送 SOP 消息")
+            task_complete(user=user, task=task, outcome=Task.Outcome.NOT_REACHED, note=note or _("未发送 SOP 消息"))
         audit_record(actor=user, action="sop.wecom_skipped", target_type="task", target_id=str(task.pk),
                      details={"step_run": run.pk, "touch": run.touch_id})
     return run
@@ -136,18 +140,19 @@ def guard_policy_save(*, actor, quiet_start: time, quiet_end: time, caps: dict) 
     clean = {}
     for channel, periods in (caps or {}).items():
         if channel not in Channel.values:
-            raise ApplicationError("guard_invalid", f"未知渠道 {channel}", [{"field": "caps", "message": channel}])
+            raise ApplicationError("guard_invalid", _("未知渠道 %(channel)s") % {"channel": channel},
+                                   [{"field": "caps", "message": channel}])
         values = {}
         for period, limit in (periods or {}).items():
             if period not in CAP_PERIODS or not isinstance(limit, int) or not 1 <= limit <= 1000:
-                raise ApplicationError("guard_invalid", "频次上限须为 1–1000 的整数",
-                                       [{"field": f"{channel}_{period}", "message": "须为 1–1000 的整数"}])
+                raise ApplicationError("guard_invalid", _("频次上限须为 1–1000 的整数"),
+                                       [{"field": f"{channel}_{period}", "message": _("须为 1–1000 的整数")}])
             values[period] = limit
         ordered = [values[p] for p in CAP_PERIODS if p in values]
         if ordered != sorted(ordered):
-            raise ApplicationError("guard_invalid", "上限须满足 每日 ≤ 每周 ≤ 每月",
+            raise ApplicationError("guard_invalid", _("上限须满足 每日 ≤ 每周 ≤ 每月"),
                                    [{"field": f"{channel}_{CAP_PERIODS[-1] if 'month' in values else 'week'}",
-                                     "message": "须满足 每日 ≤ 每周 ≤ 每月"}])
+                                     "message": _("须满足 每日 ≤ 每周 ≤ 每月")}])
         if values:
             clean[channel] = values
     with transaction.atomic():
@@ -169,16 +174,16 @@ def forbidden_phrase_add(*, actor, phrase: str, reason: str = "", kind: str = Fo
     """Add (or re-enable) a wording to compliance's lists: a forbidden promise or an accepted risk disclosure."""
     phrase = (phrase or "").strip()
     if kind not in ForbiddenPhrase.Kind.values:
-        raise ApplicationError("phrase_invalid", "未知的清单", [{"field": "kind", "message": "未知的清单"}])
+        raise ApplicationError("phrase_invalid", _("未知的清单"), [{"field": "kind", "message": _("未知的清单")}])
     if not phrase:
-        raise ApplicationError("phrase_invalid", "请填写表述", [{"field": "phrase", "message": "必填"}])
+        raise ApplicationError("phrase_invalid", _("请填写表述"), [{"field": "phrase", "message": _("必填")}])
     with transaction.atomic():
         existing = ForbiddenPhrase.objects.select_for_update().filter(phrase__iexact=phrase).first()
         if existing is not None and existing.kind != kind:
-            message = f"该表述已在「{existing.get_kind_display()}」清单中"
+            message = _("该表述已在「%(list)s」清单中") % {"list": existing.get_kind_display()}
             raise ApplicationError("phrase_exists", message, [{"field": "phrase", "message": message}])
         if existing is not None and existing.active:
-            raise ApplicationError("phrase_exists", "该表述已在清单中", [{"field": "phrase", "message": "已存在"}])
+            raise ApplicationError("phrase_exists", _("该表述已在清单中"), [{"field": "phrase", "message": _("已存在")}])
         if existing is not None:
             existing.active, existing.reason = True, reason.strip() or existing.reason
             existing.save(update_fields=["active", "reason"])
@@ -207,14 +212,14 @@ def forbidden_phrase_set_active(*, actor, phrase_id: int, active: bool) -> Forbi
 
 def problem_reason_choices() -> list[tuple[str, str]]:
     return [*((k, str(v)) for k, v in BLOCK_REASONS.items()),
-            ("failed", "发送失败（待重试）"), ("dead", "放弃（死信）")]
+            ("failed", _("发送失败（待重试）")), ("dead", _("放弃（死信）"))]
 
 
 def problem_reason_label(run: StepRun) -> str:
     if run.status == StepRun.Status.BLOCKED:
-        return str(BLOCK_REASONS.get(run.block_reason, run.block_reason or "已拦截"))
-    label = "放弃（死信）" if run.status == StepRun.Status.DEAD else "发送失败（待重试）"
-    return f"{label}：{run.error}" if run.error else label
+        return str(BLOCK_REASONS.get(run.block_reason, run.block_reason or _("已拦截")))
+    label = _("放弃（死信）") if run.status == StepRun.Status.DEAD else _("发送失败（待重试）")
+    return _("%(label)s：%(error)s") % {"label": label, "error": run.error} if run.error else label
 
 
 def blocked_step_runs(*, user, filters: dict):
@@ -242,7 +247,7 @@ def blocked_summary(*, user, days: int = 7) -> dict:
     rows = (StepRun.objects.visible_to(user).filter(status__in=PROBLEM_STATUSES, created_at__gte=since)
             .values("block_reason").annotate(n=Count("pk")).order_by("-n"))
     return {"total": sum(r["n"] for r in rows),
-            "top": [(str(BLOCK_REASONS.get(r["block_reason"], r["block_reason"] or "失败/死信")), r["n"]) for r in rows[:3]]}
+            "top": [(str(BLOCK_REASONS.get(r["block_reason"], r["block_reason"] or _("失败/死信"))), r["n"]) for r in rows[:3]]}
 
 
 def customer_masked_name(name: str) -> str:

@@ -143,7 +143,8 @@ class StepForm(_Styled, forms.Form):
             self.fields["group"].choices = [("", "—"), *(invite_groups if step_type == "group_invite" else groups)]
         if "template" in self.fields:
             self.fields["template"].widget.choices = [("", "—")] + [
-                (pk, f"{t['name']} · v{t['approved']['number']} 已批准" if t["approved"] else f"{t['name']} · 无已批准版本")
+                (pk, _("%(name)s · v%(n)s 已批准") % {"name": t["name"], "n": t["approved"]["number"]} if t["approved"]
+                 else _("%(name)s · 无已批准版本") % {"name": t["name"]})
                 for pk, t in self.templates.items()]
 
     @staticmethod

@@ -19,7 +19,7 @@ def _products():
 
 class ProductChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj):
-        return f"{obj.name}（{obj.code} · {obj.risk_level}）"
+        return _("%(name)s（%(code)s）") % {"name": obj.name, "code": f"{obj.code} · {obj.risk_level}"}
 
 
 class TemplateForm(forms.Form):

@@ -135,7 +135,7 @@ def goal_summary(journey, version=None, now=None) -> dict:
         uplift = treatment["rate"] - holdout["rate"]
         uplift_relative = uplift / holdout["rate"] if holdout["rate"] else None
     return {
-        "goal": {"type": goal["type"], "label": GOALS.get(goal["type"], goal["type"]),
+        "goal": {"type": goal["type"], "label": str(GOALS.get(goal["type"], goal["type"])),
                  "within_days": goal.get("within_days")} if goal and goal.get("type") != "none" else None,
         "treatment": treatment, "holdout": holdout, "uplift": uplift, "uplift_relative": uplift_relative,
         "variants": {v: _group(*c) for v, c in sorted(variants.items())},

@@ -11,8 +11,10 @@ from datetime import timedelta
 
 from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Q, Subquery
 from django.http import Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 
-from core.navigation import user_may_use
+from core.access import may
 from core.scoping import scope_for
 from customers.models import Touch
 from sop.definition import GOALS, MESSAGE_STEPS, TRIGGERS, successors
@@ -20,17 +22,19 @@ from sop.models import Enrollment, Journey, JourneyVersion, MessageTemplate, Ste
 
 SENT_TOUCH = ("sent", "delivered", "replied")
 STEP_LABELS = {
-    "wait": "等待", "branch": "分支", "task": "投顾任务", "tag_add": "打标签", "tag_remove": "移除标签",
-    "group_invite": "邀请入群", "webhook": "Webhook", "wecom_message": "企业微信 1 对 1", "wecom_group_message": "企业微信群",
-    "sms": "短信", "app_push": "App 推送",
+    "wait": gettext_lazy("等待"), "branch": gettext_lazy("分支"), "task": gettext_lazy("投顾任务"),
+    "tag_add": gettext_lazy("打标签"), "tag_remove": gettext_lazy("移除标签"), "group_invite": gettext_lazy("邀请入群"),
+    "webhook": "Webhook", "wecom_message": gettext_lazy("企业微信 1 对 1"), "wecom_group_message": gettext_lazy("企业微信群"),
+    "sms": gettext_lazy("短信"), "app_push": gettext_lazy("App 推送"),
 }
-BRANCH_LABELS = {"rule": "满足规则", "replied": "客户已回复", "tag": "带有标签", "ab": "A/B 分流"}
+BRANCH_LABELS = {"rule": gettext_lazy("满足规则"), "replied": gettext_lazy("客户已回复"), "tag": gettext_lazy("带有标签"),
+                 "ab": gettext_lazy("A/B 分流")}
 
 
 # --- access ------------------------------------------------------------------------------------
 
 def require_sop(user) -> None:
-    if not (getattr(user, "is_authenticated", False) and user_may_use(user, "sop")):
+    if not (getattr(user, "is_authenticated", False) and may(user, "sop")):
         raise Http404("SOP journeys are not available for this role")
 
 
@@ -51,31 +55,36 @@ def trigger_describe(trigger: dict, names: dict | None = None) -> str:
     kind = (trigger or {}).get("type", "")
     label = TRIGGERS.get(kind, kind or "—")
     if kind == "tag_added":
-        return f"{label}：{names.get(('tag', trigger.get('tag')), trigger.get('tag'))}"
+        return _("%(trigger)s：%(what)s") % {"trigger": label, "what": names.get(("tag", trigger.get("tag")), trigger.get("tag"))}
     if kind in ("segment_entered", "manual") and trigger.get("segment"):
         seg = names.get(("segment", trigger["segment"]), f"#{trigger['segment']}")
-        return f"{label}：{seg}"
+        return _("%(trigger)s：%(what)s") % {"trigger": label, "what": seg}
     if kind == "schedule":
-        days = "每个交易日" if trigger.get("days", "trading") == "trading" else "每天"
+        days = _("每个交易日") if trigger.get("days", "trading") == "trading" else _("每天")
         seg = names.get(("segment", trigger.get("segment")), f"#{trigger.get('segment')}")
         return f"{days} {trigger.get('at')} · {seg}"
     if kind in ("funnel_stage", "funnel_stalled"):
         from customers.models import FunnelStage
 
         stage = dict(FunnelStage.choices).get(trigger.get("stage"), trigger.get("stage"))
-        return f"{label}：{stage}" + (f"，超过 {trigger.get('hours')} 小时" if kind == "funnel_stalled" else "")
+        if kind == "funnel_stalled":
+            return _("%(trigger)s：%(stage)s，超过 %(hours)s 小时") % {"trigger": label, "stage": stage,
+                                                                     "hours": trigger.get("hours")}
+        return _("%(trigger)s：%(what)s") % {"trigger": label, "what": stage}
     if kind == "date_field":
-        field = "生日" if trigger.get("field") == "birthday" else "风测到期"
-        return f"{field}前 {trigger.get('days_before')} 天"
+        if trigger.get("field") == "birthday":
+            return _("生日前 %(n)s 天") % {"n": trigger.get("days_before")}
+        return _("风测到期前 %(n)s 天") % {"n": trigger.get("days_before")}
     if kind == "tier_changed" and trigger.get("to"):
-        return f"{label}：变为 {'、'.join(trigger['to'])}"
+        tiers = pgettext("punctuation", "、").join(str(names.get(("tier", code), code)) for code in trigger["to"])
+        return _("%(trigger)s：变为 %(tiers)s") % {"trigger": label, "tiers": tiers}
     return str(label)
 
 
 def trigger_names(triggers: list[dict]) -> dict:
-    """Labels of the tags and segments the triggers name, in two queries at most."""
+    """Labels of the tags, segments and tiers the triggers name, in three queries at most."""
     from segments.models import Segment
-    from tagging.models import Tag
+    from tagging.models import Tag, TierDefinition
 
     tags = {t.get("tag") for t in triggers if t and t.get("tag")}
     segments = {t.get("segment") for t in triggers if t and isinstance(t.get("segment"), int)}
@@ -84,42 +93,60 @@ def trigger_names(triggers: list[dict]) -> dict:
         names.update({("tag", code): name for code, name in Tag.objects.filter(code__in=tags).values_list("code", "name")})
     if segments:
         names.update({("segment", pk): name for pk, name in Segment.objects.filter(pk__in=segments).values_list("pk", "name")})
+    tiers = {code for t in triggers if t and t.get("type") == "tier_changed" for code in t.get("to") or []}
+    if tiers:
+        names.update({("tier", code): label for code, label in TierDefinition.objects.filter(
+            scheme__active=True, code__in=tiers).values_list("code", "label")})
     return names
+
+
+def goal_describe(goal: dict | None) -> str:
+    """A journey's goal in words: 「首笔交易（14 天内）」."""
+    if not goal:
+        return ""
+    return _("%(goal)s（%(n)s 天内）") % {"goal": GOALS.get(goal.get("type"), ""), "n": goal.get("within_days")}
 
 
 def wait_describe(step: dict) -> str:
     if step.get("minutes"):
         minutes = step["minutes"]
         if minutes % 1440 == 0:
-            return f"等待 {minutes // 1440} 天"
+            return _("等待 %(n)s 天") % {"n": minutes // 1440}
         if minutes % 60 == 0:
-            return f"等待 {minutes // 60} 小时"
-        return f"等待 {minutes} 分钟"
+            return _("等待 %(n)s 小时") % {"n": minutes // 60}
+        return _("等待 %(n)s 分钟") % {"n": minutes}
     if step.get("until_time"):
-        return f"等到 {step['until_time']}"
-    return f"等到下一个交易日 {step.get('at', '09:00')}"
+        return _("等到 %(time)s") % {"time": step["until_time"]}
+    return _("等到下一个交易日 %(time)s") % {"time": step.get("at", "09:00")}
 
 
 def step_describe(step: dict, templates: dict) -> str:
     kind = step.get("type")
-    executor = "投顾执行" if step.get("executor") == "advisor" else "系统执行"
+    executor = _("投顾执行") if step.get("executor") == "advisor" else _("系统执行")
     if kind == "wait":
         return wait_describe(step)
     if kind == "branch":
         c = step.get("condition") or {}
-        extra = {"replied": f"（{c.get('within_hours')} 小时内）", "tag": f"：{c.get('tag')}",
-                 "ab": f"：A {c.get('percent_a')}% / B {100 - int(c.get('percent_a') or 0)}%"}.get(c.get("kind"), "")
-        return BRANCH_LABELS.get(c.get("kind"), "?") + extra
+        label = BRANCH_LABELS.get(c.get("kind"), "?")
+        if c.get("kind") == "replied":
+            return _("%(label)s（%(n)s 小时内）") % {"label": label, "n": c.get("within_hours")}
+        if c.get("kind") == "tag":
+            return _("%(trigger)s：%(what)s") % {"trigger": label, "what": c.get("tag")}
+        if c.get("kind") == "ab":
+            split = f"A {c.get('percent_a')}% / B {100 - int(c.get('percent_a') or 0)}%"
+            return _("%(trigger)s：%(what)s") % {"trigger": label, "what": split}
+        return str(label)
     if kind in MESSAGE_STEPS:
         t = templates.get(step.get("template"))
-        name = t["name"] if t else f"模板 #{step.get('template')}"
+        name = t["name"] if t else _("模板 #%(id)s") % {"id": step.get("template")}
         return f"{name} · {executor}"
     if kind == "task":
-        return f"{step.get('title')}（{step.get('due_hours')} 小时内）· {executor}"
+        return _("%(title)s（%(n)s 小时内）· %(executor)s") % {"title": step.get("title"), "n": step.get("due_hours"),
+                                                          "executor": executor}
     if kind in ("tag_add", "tag_remove"):
         return str(step.get("tag"))
     if kind == "group_invite":
-        return f"群 #{step.get('group')}"
+        return _("群 #%(id)s") % {"id": step.get("group")}
     if kind == "webhook":
         return step.get("event", "sop.step")
     return ""
@@ -181,7 +208,8 @@ def flow_tree(definition: dict) -> list[dict]:
             if step["type"] == "branch":
                 ab = (step.get("condition") or {}).get("kind") == "ab"
                 pct = int((step.get("condition") or {}).get("percent_a") or 0)
-                labels = (f"A 组 {pct}%", f"B 组 {100 - pct}%") if ab else ("是", "否")
+                labels = ((_("A 组 %(pct)s%%") % {"pct": pct}, _("B 组 %(pct)s%%") % {"pct": 100 - pct}) if ab
+                          else (pgettext("branch arm", "是"), pgettext("branch arm", "否")))
                 node["arms"] = [{"key": key, "label": label, "chain": chain(step.get(key))}
                                 for key, label in zip(("then", "else"), labels, strict=True)]
                 break
@@ -349,7 +377,7 @@ def journey_holdout(*, user, version: JourneyVersion) -> dict:
     h = groups[True]["rate"]
     result["relative"] = round(100 * result["diff"] / h, 1) if result["diff"] is not None and h else None
     goal = version.definition.get("goal") or {}
-    result["goal_text"] = f"{GOALS.get(goal.get('type'), '')}（{goal.get('within_days')} 天内）" if goal else ""
+    result["goal_text"] = goal_describe(goal)
     return result
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import ApplicationError
 from core.services import audit_record
@@ -21,7 +22,7 @@ from sop.triggers import live_triggers_forget
 def journey_create(*, actor, name: str, description: str = "", definition: dict) -> Journey:
     name = (name or "").strip()
     if not name:
-        raise ApplicationError("journey_invalid", "请填写旅程名称", [{"field": "name", "message": "必填"}])
+        raise ApplicationError("journey_invalid", _("请填写旅程名称"), [{"field": "name", "message": _("必填")}])
     definition_validate(definition)
     with transaction.atomic():
         journey = Journey.objects.create(name=name[:100], description=description[:500], draft=definition,
@@ -33,7 +34,7 @@ def journey_create(*, actor, name: str, description: str = "", definition: dict)
 def journey_draft_save(*, actor, journey: Journey, definition: dict, name: str | None = None,
                        description: str | None = None) -> Journey:
     if journey.status == Journey.Status.ARCHIVED:
-        raise ApplicationError("journey_archived", "已归档的旅程不能修改")
+        raise ApplicationError("journey_archived", _("已归档的旅程不能修改"))
     definition_validate(definition)
     journey.draft = definition
     journey.name = (name or journey.name).strip()[:100]
@@ -50,7 +51,7 @@ def journey_publish(*, actor, journey: Journey) -> JourneyVersion:
     with transaction.atomic():
         journey = Journey.objects.select_for_update().get(pk=journey.pk)
         if journey.status == Journey.Status.ARCHIVED:
-            raise ApplicationError("journey_archived", "已归档的旅程不能发布")
+            raise ApplicationError("journey_archived", _("已归档的旅程不能发布"))
         number = (journey.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         version = JourneyVersion.objects.create(journey=journey, number=number, definition=journey.draft,
                                                 trigger_type=journey.draft["trigger"]["type"], published_by=actor)
@@ -67,7 +68,8 @@ def journey_set_status(*, actor, journey: Journey, status: str) -> Journey:
     allowed = {Journey.Status.PAUSED: {Journey.Status.LIVE}, Journey.Status.LIVE: {Journey.Status.PAUSED},
                Journey.Status.ARCHIVED: {Journey.Status.LIVE, Journey.Status.PAUSED, Journey.Status.DRAFT}}
     if journey.status not in allowed.get(status, set()):
-        raise ApplicationError("journey_status", f"旅程当前为「{journey.get_status_display()}」，不能改为该状态")
+        raise ApplicationError("journey_status", _("旅程当前为「%(status)s」，不能改为该状态")
+                               % {"status": journey.get_status_display()})
     with transaction.atomic():
         journey.status, journey.updated_at = status, timezone.now()
         journey.save(update_fields=["status", "updated_at"])
@@ -188,7 +190,7 @@ def definition_step_insert(definition: dict, *, step: dict, after: str | None, a
     else:
         holder = next((s for s in new["steps"] if s["id"] == after), None)
         if holder is None or arm not in (("then", "else") if holder["type"] == "branch" else ("next",)):
-            raise ApplicationError("journey_step", "插入位置不存在", [{"field": "after", "message": "插入位置不存在"}])
+            raise ApplicationError("journey_step", _("插入位置不存在"), [{"field": "after", "message": _("插入位置不存在")}])
         target = holder.get(arm)
         holder[arm] = step["id"]
     if step["type"] == "branch":
@@ -211,7 +213,7 @@ def definition_step_replace(definition: dict, *, step: dict) -> dict:
                 merged = {"next": links.get("next", links.get("then"))}
             new["steps"][i] = {**step, **{k: v for k, v in merged.items() if k not in step}}
             return new
-    raise ApplicationError("journey_step", "步骤不存在")
+    raise ApplicationError("journey_step", _("步骤不存在"))
 
 
 def definition_step_delete(definition: dict, *, step_id: str) -> dict:
@@ -220,7 +222,7 @@ def definition_step_delete(definition: dict, *, step_id: str) -> dict:
     new = copy.deepcopy(definition)
     step = next((s for s in new["steps"] if s["id"] == step_id), None)
     if step is None:
-        raise ApplicationError("journey_step", "步骤不存在")
+        raise ApplicationError("journey_step", _("步骤不存在"))
     follow = step.get("then") if step["type"] == "branch" else step.get("next")
     for holder, key in _pointers_to(new, step_id):
         holder[key] = follow
@@ -244,9 +246,9 @@ def step_run_retry(*, actor, step_run: StepRun, now=None) -> StepRun:
     with transaction.atomic():
         run = StepRun.objects.select_for_update().select_related("enrollment__journey").get(pk=step_run.pk)
         if run.status != StepRun.Status.DEAD:
-            raise ApplicationError("step_run_not_dead", "只有死信步骤可以重试")
+            raise ApplicationError("step_run_not_dead", _("只有死信步骤可以重试"))
         if run.enrollment.journey.status == Journey.Status.ARCHIVED or run.enrollment.status == Enrollment.Status.EXITED:
-            raise ApplicationError("journey_archived", "旅程已归档或客户已退出，不能重试")
+            raise ApplicationError("journey_archived", _("旅程已归档或客户已退出，不能重试"))
         previous_error = run.error
         run.status, run.attempts, run.due_at = StepRun.Status.DUE, 0, now or timezone.now()
         run.error, run.claimed_at, run.finished_at = "", None, None

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 
 from core.errors import ApplicationError
 from core.services import audit_record
 from sop.models import ForbiddenPhrase, MessageTemplate, TemplateVersion
 
 VARIABLES = {
-    "name": "客户姓名", "advisor": "投顾姓名", "branch": "营业部", "tier": "客户分层",
-    "product": "产品名称", "product_code": "产品代码", "product_risk": "产品风险等级",
+    "name": gettext_lazy("客户姓名"), "advisor": gettext_lazy("投顾姓名"), "branch": gettext_lazy("营业部"),
+    "tier": gettext_lazy("客户分层"), "product": gettext_lazy("产品名称"), "product_code": gettext_lazy("产品代码"),
+    "product_risk": gettext_lazy("产品风险等级"),
 }
 
 
@@ -38,11 +41,13 @@ def template_variables(body: str) -> list[str]:
             continue
         inner = match.group(1)
         if inner is None:
-            message = "花括号需成对，如 {name}；要写花括号本身请用 {{ 或 }}"
-            raise ApplicationError("template_invalid", f"模板格式错误：{message}", [{"field": "body", "message": message}])
+            message = _("花括号需成对，如 {name}；要写花括号本身请用 {{ 或 }}")
+            raise ApplicationError("template_invalid", _("模板格式错误：%(message)s") % {"message": message},
+                                   [{"field": "body", "message": message}])
         if not VARIABLE_NAME.fullmatch(inner):
-            message = f"变量只能写成 {{name}} 这样的形式，不能带格式、转换或属性：{token}"
-            raise ApplicationError("template_invalid", f"模板格式错误：{message}", [{"field": "body", "message": message}])
+            message = _("变量只能写成 {name} 这样的形式，不能带格式、转换或属性：%(token)s") % {"token": token}
+            raise ApplicationError("template_invalid", _("模板格式错误：%(message)s") % {"message": message},
+                                   [{"field": "body", "message": message}])
         names.append(inner)
     return names
 
@@ -86,17 +91,19 @@ def template_lint(body: str, product=None, *, wordings: Wordings | None = None) 
         start = lowered.find(phrase.lower())
         if start >= 0:
             findings.append({"kind": "forbidden", "text": phrase, "start": start, "end": start + len(phrase),
-                             "message": f"第 {start + 1} 字起含禁用表述「{phrase}」"})
+                             "message": _("第 %(n)s 字起含禁用表述「%(phrase)s」") % {"n": start + 1, "phrase": phrase}})
     names = template_variables(body)
     for name in names:
         if name not in VARIABLES:
             findings.append({"kind": "variable", "text": name,
-                             "message": f"未知变量 {{{name}}}，可用：{', '.join(VARIABLES)}"})
+                             "message": _("未知变量 %(variable)s，可用：%(names)s") % {"variable": "{" + name + "}",
+                                                                             "names": ", ".join(VARIABLES)}})
     mentions_product = product is not None or any(n.startswith("product") for n in names)
     if mentions_product and not any(d.lower() in lowered for d in wordings.disclosures):
-        examples = "、".join(f"「{d}」" for d in wordings.disclosures[:3]) or "「投资有风险，入市需谨慎」"
+        examples = (pgettext("punctuation", "、").join(f"「{d}」" for d in wordings.disclosures[:3])
+                    or _("「投资有风险，入市需谨慎」"))
         findings.append({"kind": "risk_disclosure", "text": "",
-                         "message": f"提到产品时须附合规认可的风险提示（如{examples}）"})
+                         "message": _("提到产品时须附合规认可的风险提示（如%(examples)s）") % {"examples": examples}})
     return findings
 
 
@@ -137,9 +144,9 @@ def template_save(*, actor, template: MessageTemplate | None, name: str, channel
     body = (body or "").strip()
     name = (name or "").strip()
     if not body:
-        raise ApplicationError("template_invalid", "请填写模板内容", [{"field": "body", "message": "必填"}])
+        raise ApplicationError("template_invalid", _("请填写模板内容"), [{"field": "body", "message": _("必填")}])
     if template is None and not name:
-        raise ApplicationError("template_invalid", "请填写模板名称", [{"field": "name", "message": "必填"}])
+        raise ApplicationError("template_invalid", _("请填写模板名称"), [{"field": "name", "message": _("必填")}])
     findings = template_lint(body, product)
     if findings and submit:
         raise _lint_error(findings)
@@ -166,7 +173,7 @@ def template_submit(*, actor, version: TemplateVersion) -> TemplateVersion:
     with transaction.atomic():
         version = TemplateVersion.objects.select_for_update(of=("self",)).select_related("product").get(pk=version.pk)
         if version.status != TemplateVersion.Status.DRAFT:
-            raise ApplicationError("template_not_draft", "只有草稿可以提交审核")
+            raise ApplicationError("template_not_draft", _("只有草稿可以提交审核"))
         findings = template_lint(version.body, version.product)
         if findings:
             version.lint = findings
@@ -184,15 +191,15 @@ def template_review(*, actor, version: TemplateVersion, approve: bool, note: str
     from core.models import Role
 
     if getattr(actor, "role", None) not in (Role.COMPLIANCE, Role.ADMIN):
-        raise ApplicationError("forbidden", "只有合规人员可以审核模板", status_code=403)
+        raise ApplicationError("forbidden", _("只有合规人员可以审核模板"), status_code=403)
     if not approve and not note.strip():
-        raise ApplicationError("template_invalid", "驳回时请写明原因", [{"field": "note", "message": "必填"}])
+        raise ApplicationError("template_invalid", _("驳回时请写明原因"), [{"field": "note", "message": _("必填")}])
     with transaction.atomic():
         version = TemplateVersion.objects.select_for_update(of=("self",)).select_related("product").get(pk=version.pk)
         if version.status != TemplateVersion.Status.PENDING:
-            raise ApplicationError("template_not_pending", "该版本不在待审核状态")
+            raise ApplicationError("template_not_pending", _("该版本不在待审核状态"))
         if version.created_by_id is not None and version.created_by_id == actor.pk:
-            raise ApplicationError("template_own_version", "不能审核自己提交的版本", status_code=403)
+            raise ApplicationError("template_own_version", _("不能审核自己提交的版本"), status_code=403)
         findings = template_lint(version.body, version.product) if approve else []
         if findings:  # the phrase list may have grown since the version was submitted
             raise _lint_error(findings)

@@ -162,13 +162,12 @@ def _editor_context(request, journey: Journey, **extra) -> dict:
     names = selectors.trigger_names([draft.get("trigger") or {}, *([{"segment": _entry_segment(draft)}]
                                                                    if _entry_segment(draft) else [])])
     goal = draft.get("goal") or {}
-    from sop.definition import GOALS
 
     return {
         "journey": journey, "tree": _cards(selectors.flow_tree(draft), templates, counters),
         "trigger_text": selectors.trigger_describe(draft.get("trigger") or {}, names),
         "entry_text": (names.get(("segment", _entry_segment(draft)), _("自定义规则")) if draft.get("entry_rule") else ""),
-        "goal_text": f"{GOALS.get(goal.get('type'), '')}（{goal.get('within_days')} 天内）" if goal else "",
+        "goal_text": selectors.goal_describe(goal),
         "holdout": draft.get("holdout_percent") or 0,
         "draft_differs": journey.live_version is not None and journey.live_version.definition != draft,
         "editable": journey.status != Journey.Status.ARCHIVED, "step_types": [(t, selectors.STEP_LABELS[t]) for t in ADDABLE],

@@ -54,6 +54,16 @@ def key_tags_for(customer_ids: list[int]) -> dict[int, list[str]]:
     return out
 
 
+def customer_history_rows(*, tier_history, tag_history) -> list:
+    """The 360° page's 历史: tier changes and tag changes in one list, newest first (``row.kind`` says which)."""
+    rows = []
+    for kind, items in (("tier", tier_history), ("tag", tag_history)):
+        for row in items:
+            row.kind = kind
+            rows.append(row)
+    return sorted(rows, key=lambda row: (row.at, row.kind == "tag", row.pk), reverse=True)
+
+
 def customer_tier_history(*, customer, limit: int = 24) -> list[CustomerTierHistory]:
     """Tier changes, newest first, with the tiers' labels attached as from_label / to_label."""
     labels = dict(TierDefinition.objects.filter(scheme__active=True).values_list("code", "label"))

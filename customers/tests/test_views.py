@@ -113,3 +113,44 @@ def test_a_client_without_trades_shows_words_not_python_none(client, advisor, op
     client.force_login(operator)
     editor = client.get("/tags/t/margin_intent/").content.decode()
     assert 'data-testid="rule-preview-empty"' in editor and "None" not in editor
+
+
+def test_the_360_page_lists_touches_trades_events_notes_and_history_newest_first(client, advisor):
+    """Every time-ordered section of the 360° page reads newest first, and 历史 interleaves tier and tag changes by
+    time (it used to list every tier change, then every tag change)."""
+    import re
+
+    from customers.models import BehaviourEvent, Touch
+    from tagging.models import CustomerTagHistory, CustomerTierHistory, Tag, TierRun, TierScheme
+
+    customer = CustomerFactory(advisor=advisor)
+    now = timezone.now().replace(second=0, microsecond=0)
+    hours = [30, 2, 50, 10, 70]  # made in no particular order
+    for i, h in enumerate(hours):
+        at = now - timedelta(hours=h)
+        TradeFactory(customer=customer, traded_at=at)
+        BehaviourEvent.objects.create(event_id=f"ev-order-{i}", customer=customer, type="app_login", occurred_at=at)
+        Touch.objects.create(customer=customer, channel="sms", direction="out", status="sent", content=f"第{i}条",
+                             occurred_at=at)
+        Note.objects.create(customer=customer, author=advisor, body=f"跟进{i}", created_at=at)
+    run = TierRun.objects.create(scheme=TierScheme.objects.get(active=True), as_of=timezone.localdate(),
+                                 window_days=365, method="mean")
+    tag = Tag.objects.get(code="high_net_worth")
+    for h in (40, 5):
+        CustomerTierHistory.objects.create(customer=customer, run=run, from_code="general_retain",
+                                           to_code="important_value", at=now - timedelta(hours=h))
+    for h in (60, 20, 1):
+        CustomerTagHistory.objects.create(customer=customer, tag=tag, action="added", source="manual",
+                                          actor_label="advisor_a", at=now - timedelta(hours=h))
+    client.force_login(advisor)
+    body = client.get(f"/customers/c/{customer.external_id}/").content.decode()
+
+    def times(testid):
+        section = body.split(f'data-testid="{testid}"')[1].split("</ul>")[0]
+        return re.findall(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", section)
+
+    for testid, expected in (("recent-trades", 5), ("timeline", 5), ("touches", 5), ("notes", 5), ("history", 5)):
+        stamps = times(testid)
+        assert len(stamps) == expected and stamps == sorted(stamps, reverse=True), (testid, stamps)
+    history = body.split('data-testid="history"')[1].split("</ul>")[0]
+    assert [("分层" in row) for row in history.split('data-testid="history-row"')[1:]] == [False, True, False, True, False]

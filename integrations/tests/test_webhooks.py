@@ -457,6 +457,20 @@ def test_delivery_log_and_redeliver_button(client, admin_user, queued, receiver)
     assert queued["deliver"] == [(delivery.pk, 1)] or WebhookDelivery.objects.get(pk=delivery.pk).status == "pending"
 
 
+def test_webhook_pages_name_event_types_in_words_each_on_its_own(client, admin_user, queued):
+    """Event types are labels (客户新增), one badge each, on the list, the subscription's header and its deliveries."""
+    sub = subscribe("https://example.com/hook", event_types=[WebhookEventType.CUSTOMER_CREATED,
+                                                             WebhookEventType.TASK_COMPLETED])
+    emit_one()
+    client.force_login(admin_user)
+    listing = client.get("/integrations/webhooks/").content.decode()
+    cell = listing.split(f'data-testid="webhook-events-{sub.pk}">')[1].split("</div>")[0]
+    assert cell == '<span class="badge bg-blue-lt">客户新增</span><span class="badge bg-blue-lt">任务完成</span>'
+    detail = client.get(f"/integrations/webhooks/{sub.pk}/").content.decode()
+    assert "客户新增</span><span" in detail.split('data-testid="webhook-events">')[1].split("</div>")[0]
+    assert 'data-testid="delivery-event">任务完成<' in detail
+
+
 def test_webhook_pages_are_404_for_other_roles(client, operator, queued):
     sub = subscribe("https://hooks.invalid/a")
     client.force_login(operator)

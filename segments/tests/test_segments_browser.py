@@ -39,7 +39,10 @@ def test_operator_builds_saves_snapshots_exports_and_tags(page, login, operator,
     _count(page, 0)
     _click(page, "$", "toggle-op")  # OR → C4/C5 or C1
     _count(page, 6)
-    _click(page, "$", "add-group")  # a nested AND group with one condition (C1): OR unchanged
+    _click(page, "$", "add-group")  # a nested AND group, empty: it changes nothing until it has a condition
+    page.wait_for_selector("[data-path='$.rules[2]'] [data-testid=group-empty]")
+    _count(page, 6)
+    _click(page, "$.rules[2]", "add-condition")  # (C1) inside it: OR unchanged
     page.wait_for_selector("[data-path='$.rules[2].rules[0]']")
     _count(page, 6)
     _click(page, "$.rules[2]", "toggle-not")  # NOT (C1) joins everyone else
@@ -95,3 +98,13 @@ def test_operator_builds_saves_snapshots_exports_and_tags(page, login, operator,
     assert page.locator("[data-testid=action-affected]").first.inner_text() == "3"
     assert CustomerTag.objects.filter(tag__code="margin_intent").count() == 3
     page.screenshot(path=str(ARTIFACTS / "segments-detail.png"), full_page=True)
+
+    # 立即重算: the page says it is recomputing and shows the new count by itself once the worker is done
+    from customers.models import Customer
+
+    Customer.objects.filter(risk_level="C2").update(risk_level="C5")
+    page.click("[data-testid=segment-rebuild]")
+    page.wait_for_selector("[data-testid=rebuild-status] >> text=正在重算")
+    page.wait_for_selector("[data-testid=rebuild-status]", state="detached", timeout=30_000)
+    page.wait_for_selector("text=重算完成")
+    assert page.locator("[data-testid=member-row]").count() == 4

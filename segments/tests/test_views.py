@@ -139,7 +139,7 @@ def test_builder_operations_edit_the_tree_and_preview_counts_in_scope(client, br
     html = response.content.decode()
     assert 'data-path="$.rules[1]"' in html and 'hx-swap-oob="true"' in html
     response = _builder_post(client, C45, op="add_group|$")
-    assert 'data-path="$.rules[1].rules[0]"' in response.content.decode()
+    assert 'data-path="$.rules[1]"' in response.content.decode() and 'data-testid="group-empty"' in response.content.decode()
     response = _builder_post(client, C45, op="toggle_not|$.rules[0]")
     rule = json.loads(response.content.decode().split('name="rule" value="')[1].split('"')[0].replace("&quot;", '"'))
     assert rule["rules"][0]["not"] is True
@@ -156,6 +156,26 @@ def test_builder_operations_edit_the_tree_and_preview_counts_in_scope(client, br
     assert "或 OR" in html
     html = _builder_post(client, {"op": "and", "rules": [C45, C45]}, op="remove|$.rules[1]").content.decode()
     assert 'data-path="$.rules[1]"' not in html
+
+
+def test_a_new_condition_group_starts_empty_and_leaves_the_count_alone(client, operator, people):
+    """+ 条件组 used to put 「风险等级 属于 C1」 in the new group, which (under AND) dropped the count to 0: the group
+    now starts empty, counts for nothing until a condition is put in it, and is not saved empty."""
+    client.force_login(operator)
+    assert 'data-count="2"' in _builder_post(client, C45).content.decode()  # C4/C5 firm-wide
+    html = _builder_post(client, C45, op="add_group|$").content.decode()
+    tree = json.loads(html.split('name="rule" value="')[1].split('"')[0].replace("&quot;", '"'))
+    assert tree["rules"][1] == {"op": "or", "rules": []}
+    assert 'data-testid="group-empty"' in html and 'data-count="2"' in html
+    assert "风险等级 属于 C1" not in html and 'data-path="$.rules[1].rules[0]"' not in html
+    # an error in a condition after the empty group still points at that condition as the page shows it
+    bad = {"op": "and", "rules": [{"op": "or", "rules": []}, C45["rules"][0],
+                                  {"type": "trades", "measure": "count", "op": "gte", "value": 1}]}
+    html = _builder_post(client, bad).content.decode()
+    assert 'data-testid="preview-error-path">$.rules[2].within_days<' in html
+    # saved without the empty group
+    response = client.post(reverse("segments:create"), {"name": "高风险", "rule": json.dumps(tree)})
+    assert response.status_code == 302 and Segment.objects.get().rule == C45
 
 
 def test_builder_shows_the_error_path_and_highlights_the_node(client, operator, people):
@@ -243,6 +263,58 @@ def test_detail_shows_summary_members_masked_and_history(client, operator, branc
     client.force_login(operator)
     html = client.get(reverse("segments:detail", args=[segment.pk])).content.decode()
     assert "上海激进" in html
+
+
+def test_the_rule_summary_names_products_tags_events_and_tiers_in_words(client, operator):
+    from tagging.models import Tag
+
+    tag = Tag.objects.get(code="high_net_worth")
+    rule = {"op": "and", "rules": [
+        {"type": "trades", "measure": "count", "op": "gte", "value": 2, "within_days": 180, "product_type": "fund"},
+        {"type": "tag", "op": "has", "tag": "high_net_worth"},
+        {"type": "events", "event_type": "app_login", "op": "gte", "value": 3, "within_days": 30},
+        {"type": "tier", "op": "in", "value": ["important_value", "important_retain"]},
+        {"type": "tier_change", "direction": "down", "within_days": 30, "to": ["important_retain"]},
+        {"type": "attribute", "field": "lifecycle_stage", "op": "in", "value": ["retain"]},
+        {"type": "attribute", "field": "utm_source", "op": "eq", "value": "douyin"}]}
+    segment = _segment(rule=rule)
+    client.force_login(operator)
+    html = client.get(reverse("segments:detail", args=[segment.pk])).content.decode()
+    summary = html.split('data-testid="rule-summary">')[1].split("</p>")[0]
+    for words in ("近 180 天基金类交易笔数 大于等于 2", f"有标签「{tag.name}」", "近 30 天「登录 App」次数 大于等于 3",
+                  "价值分层 属于 重要价值、重要挽留", "分层降级至 重要挽留", "生命周期 属于 留存",
+                  "推广来源（utm_source） 等于 douyin"):
+        assert words in summary, (words, summary)
+    for code in ("fund", "high_net_worth", "app_login", "important_value", "important_retain", "retain "):
+        assert code not in summary, (code, summary)
+    # the builder's field picker names the UTM fields in words too
+    html = _builder_post(client, rule).content.decode()
+    assert ">推广来源（utm_source）<" in html and ">推广活动（utm_campaign）<" in html
+
+
+def test_recompute_now_updates_the_page_when_the_rebuild_finishes(client, operator, people):
+    """立即重算 used to say 「完成后刷新页面」: the page now shows that it is recomputing, polls a status partial, and
+    reloads itself (HX-Redirect) with the new count once the rebuild is recorded."""
+    from segments.services import segment_rebuild
+
+    segment = _segment()
+    segment_rebuild(segment_id=segment.pk)
+    client.force_login(operator)
+    response = client.post(reverse("segments:rebuild", args=[segment.pk]))
+    assert response.status_code == 302 and "?rebuilding=" in response["Location"]
+    page = client.get(response["Location"]).content.decode()
+    status = page.split('data-testid="rebuild-status"')[1].split("</div>")[0]
+    assert "正在重算" in status and "hx-get=" in status and 'hx-trigger="load delay:1s"' in status
+    poll_url = status.split('hx-get="')[1].split('"')[0].replace("&amp;", "&")
+    polled = client.get(poll_url, HTTP_HX_REQUEST="true")  # the worker has not run it yet
+    assert polled.status_code == 200 and "正在重算" in polled.content.decode() and "HX-Redirect" not in polled
+    people["bj_c2"].risk_level = "C4"
+    people["bj_c2"].save()
+    segment_rebuild(segment_id=segment.pk)  # what the worker does
+    done = client.get(poll_url, HTTP_HX_REQUEST="true")
+    assert done["HX-Redirect"] == reverse("segments:detail", args=[segment.pk])
+    page = client.get(done["HX-Redirect"]).content.decode()
+    assert "重算完成" in page and "全公司 3 人" in page and 'data-testid="rebuild-status"' not in page
 
 
 def test_snapshot_diff_export_action_errors_store_nothing(client, operator, people):

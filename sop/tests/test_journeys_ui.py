@@ -371,3 +371,28 @@ def test_the_editor_draws_merges_entry_rules_and_every_step_form(client, operato
         assert response.status_code == 200 and f'data-step-type="{step_type}"' in response.content.decode(), step_type
     form = client.get(reverse("sop:journey_step", args=[journey.pk, "check"])).content.decode()
     assert '<option value="replied" selected>' in form
+
+
+def test_a_zero_wait_says_it_must_be_at_least_a_minute(client, operator, sop_kit):
+    """A wait of 0 used to get 「须且只能指定 minutes、until_time 或 next_trading_day 之一」, which names none of what the
+    operator typed: it says the wait must be at least 1 minute, next to the duration, and nothing is saved."""
+    client.force_login(operator)
+    journey = _create(client)
+    before = _draft(journey)
+    response = client.post(reverse("sop:journey_step", args=[journey.pk, "wait_1"]),
+                           {"wait_mode": "minutes", "wait_value": 0, "wait_unit": "60"})
+    body = response.content.decode()
+    assert response.status_code == 400 and "等待时长至少 1 分钟" in body and "须且只能" not in body
+    assert "$.steps[0].minutes" in body and _draft(journey) == before
+
+
+def test_a_tier_change_trigger_names_the_tier_in_words(client, operator, sop_kit):
+    client.force_login(operator)
+    journey = _create(client, name="挽留旅程", trigger_type="tier_changed", to=["important_retain"])
+    assert journey.draft["trigger"]["to"] == ["important_retain"]
+    page = client.get(reverse("sop:journey_edit", args=[journey.pk])).content.decode()
+    assert "变为 重要挽留" in page and "important_retain" not in page.split("变为")[1][:40]
+    sop_kit["publish"]([{"id": "a", "type": "sms", "template": sop_kit["sms"].template_id}], name="挽留短信",
+                       trigger={"type": "tier_changed", "to": ["important_retain", "general_retain"]})
+    listing = client.get(reverse("sop:list")).content.decode()
+    assert "变为 重要挽留、一般挽留" in listing
