@@ -80,6 +80,7 @@ URL_FEATURES: list[tuple[str, str]] = [
     ("sop:blocked*", "compliance"), ("sop:guards", "compliance"),
     ("sop:*", "sop"),
     ("staff:*", "users"),
+    ("segments:tag_rule_edit", "tags"),  # rule tags in the segments' builder
     ("segments:*", "segments"),
     ("groups:*", "groups"),
     ("dashboards:index", "dashboard"), ("dashboards:live_stream", "dashboard"),

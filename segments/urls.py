@@ -1,6 +1,6 @@
 from django.urls import path
 
-from segments import views, views_detail
+from segments import views, views_detail, views_tag_rules
 
 app_name = "segments"
 
@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.segment_create, name="create"),
     path("builder/", views.builder_update, name="builder"),
     path("rule-schema.json", views.rule_schema, name="rule_schema"),
+    path("tag-rules/<slug:code>/", views_tag_rules.tag_rule_edit, name="tag_rule_edit"),
     path("<int:segment_id>/", views_detail.segment_detail, name="detail"),
     path("<int:segment_id>/edit/", views.segment_edit, name="edit"),
     path("<int:segment_id>/rebuild/", views_detail.segment_rebuild, name="rebuild"),
