@@ -21,6 +21,18 @@ class StaffAdmin(UserAdmin):
         ("SCRM", {"fields": ("display_name", "role", "branch", "employee_code")}),
     )
 
+    # Staff are managed at 设置 → 用户与权限 (core/staff_services.py): audited, a forced password change, the rules on
+    # roles, branches and clients still held. Here they are read-only, so none of that can be bypassed (nor
+    # is_superuser set on an advisor).
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):

@@ -79,6 +79,7 @@ ACTIONS = {
     "staff.unlock": _("解锁员工账号"),
     "staff.update": _("修改员工账号"),
     "tag.bulk_add": _("批量打标签"),
+    "task.complete": _("完成任务"),
     "tag.bulk_remove": _("批量移除标签"),
     "tag_rule.save": _("保存规则打标"),
     "tag_suggestion.confirm": _("确认对话标签建议"),
@@ -120,6 +121,7 @@ DETAIL_KEYS = {
     "locked_since": _("锁定时间"), "ip_addresses": _("IP 地址"), "after_reset": _("重置后首次修改"),
     "failures": _("失败次数"), "limit": _("上限"), "window_seconds": _("时间窗（秒）"), "term_hash": _("搜索词指纹"),
     "term_masked": _("搜索词（已脱敏）"),
+    "outcome": _("结果"), "assignee": _("负责人"),
 }
 
 

@@ -70,7 +70,7 @@ def _plain(value):
     if isinstance(value, bool | int | float | None):
         return value
     if isinstance(value, HttpRequest):
-        return f"{value.method} {value.path}"
+        return redact(f"{value.method} {value.path}")  # a path may hold a mobile or ID number (/customers/c/<id>/)
     return redact(value if isinstance(value, str) else str(value))
 
 

@@ -408,6 +408,17 @@ def _xlsx_rows_count(sheet) -> int | None:
     return count + len(_ROW_TAG.findall(tail))
 
 
+def _rows_capped(rows: Iterator) -> Iterator:
+    """The sheet's rows, header included, stopping with the row limit's error past ``IMPORT_MAX_ROWS`` data rows.
+    openpyxl pads the rows a sheet skips (``<row r="3000000">`` after row 2 gives three million rows), so the
+    count of <row> elements checked before cannot bound the work on its own."""
+    limit = settings.IMPORT_MAX_ROWS
+    for index, row in enumerate(rows):
+        if index > limit:
+            raise _JobFailed(_("文件行数过多（超过 %(limit)s 行的上限），请拆分后分批导入") % {"limit": f"{limit:,}"})
+        yield row
+
+
 @contextlib.contextmanager
 def _table_open(path: Path) -> Iterator[tuple[int, Iterator]]:
     """(data rows, iterator of row tuples starting with the header), after every limit is checked."""
@@ -427,7 +438,7 @@ def _table_open(path: Path) -> Iterator[tuple[int, Iterator]]:
             if rows is None:
                 rows = sheet.max_row or 0  # the sheet's dimension tag; 0 when the writer left it out
             _rows_check(max(rows - 1, 0))
-            yield max(rows - 1, 0), sheet.iter_rows(values_only=True)
+            yield max(rows - 1, 0), _rows_capped(sheet.iter_rows(values_only=True))
         finally:
             workbook.close()
     else:

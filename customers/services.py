@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.access import may
 from core.crypto import blind_index, decrypt, mask_id_number, mask_mobile
 from core.errors import ApplicationError
 from core.events import CustomersChanged, NoteCreated, TaskCompleted, emit
@@ -213,7 +214,10 @@ def task_create(*, customer: Customer, assignee, title: str, due_at: datetime, s
 
 @transaction.atomic
 def task_complete(*, user, task: Task, outcome: str, note: str = "") -> Task:
-    """Close an open task with an outcome; the outcome counts as a contact with the client."""
+    """Close an open task with an outcome (audited); the outcome counts as a contact with the client. Only roles of
+    the "tasks" feature close tasks (core/access.py); which tasks, the caller's scope decided."""
+    if not may(user, "tasks"):
+        raise ApplicationError(CustomerError.TASK_NOT_ALLOWED, _("您的角色不能处理任务"), status_code=403)
     task = Task.objects.select_for_update().get(pk=task.pk)
     if task.status != Task.Status.OPEN:
         raise ApplicationError(CustomerError.TASK_NOT_OPEN, _("该任务已关闭"))
@@ -224,6 +228,8 @@ def task_complete(*, user, task: Task, outcome: str, note: str = "") -> Task:
     task.save(update_fields=["status", "outcome", "outcome_note", "completed_at"])
     if outcome != Task.Outcome.NOT_REACHED:
         customer_touch_contact(customer_ids=[task.customer_id], at=now)
+    audit_record(actor=user, action="task.complete", target_type="task", target_id=str(task.pk),
+                 details={"outcome": outcome, "assignee": task.assignee_id})
     emit(TaskCompleted(task_id=task.pk))
     return task
 

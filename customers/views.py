@@ -210,7 +210,7 @@ def task_inbox(request):
                   {"inbox": _inbox_with_sop_messages(request.user), "outcomes": Task.Outcome.choices})
 
 
-@login_required
+@feature_required("tasks")
 @require_POST
 def task_complete(request, task_id):
     task = selectors.task_get_for_user(user=request.user, task_id=task_id)

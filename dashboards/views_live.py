@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -280,4 +280,7 @@ async def live_stream(request):
     if not isinstance(request, ASGIRequest):  # a WSGI server cannot hold the stream open: one event, then reconnect
         payload = await sync_to_async(dashboard_payload)(**kwargs)
         return HttpResponse("retry: 5000\n\n" + _sse("tiles", payload), content_type="text/event-stream", headers=headers)
+    # the stream stays open for up to 30 minutes: give this request's database connection back to the pool now (it
+    # read the session and the user), not when the stream ends; each push borrows one only while it computes
+    await sync_to_async(connections.close_all)()
     return StreamingHttpResponse(_events(**kwargs), content_type="text/event-stream", headers=headers)

@@ -48,7 +48,7 @@ import requests
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -440,9 +440,21 @@ def webhook_subscription_create(*, actor, url: str, event_types: list[str], name
 
 @transaction.atomic
 def webhook_subscription_delete(*, actor, subscription: WebhookSubscription) -> None:
+    """Delete a subscription and its deliveries. An event committed at the same moment may have queued a delivery
+    for it after the deliveries were collected; the foreign key is checked at once (not at commit, where it would
+    surface as a 500), and the delete is tried again with the new rows."""
     audit_record(actor=actor, action="webhook.subscription_delete", target_type="webhook_subscription",
                  target_id=subscription.pk, details={"url": subscription.url})
-    subscription.delete()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                WebhookSubscription.objects.filter(pk=subscription.pk).delete()
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 # --- selectors -------------------------------------------------------------------------------

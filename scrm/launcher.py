@@ -86,9 +86,7 @@ def main() -> int:
         if crm_port:
             supervisor.add("crm", [python, "-m", "integrations.crm.sandbox", "--port", str(crm_port)], env=sandbox_env,
                            cwd=cwd)
-        supervisor.add("web", [python, "-m", "uvicorn", "scrm.asgi:application", "--host", host, "--port", port,
-                               "--no-access-log", "--timeout-graceful-shutdown", "3"], env={**env, "SCRM_PROCESS": "web"},
-                       cwd=cwd)
+        supervisor.add("web", web_command(python, host=host, port=port), env={**env, "SCRM_PROCESS": "web"}, cwd=cwd)
         supervisor.add("worker", [python, "-m", "celery", "-A", "scrm", "worker", "-Q", "celery,sop", "-l", "INFO",
                                   "-c", "2", "-n", "worker@%h"], env={**env, "SCRM_PROCESS": "worker"}, cwd=cwd)
         supervisor.add("webhooks", [python, "-m", "celery", "-A", "scrm", "worker", "-Q", "webhooks", "-l", "INFO",
@@ -103,6 +101,14 @@ def main() -> int:
     finally:
         embedded.stop_redis()
         embedded.stop_postgres()
+
+
+def web_command(python: str, *, host: str, port: str) -> list[str]:
+    """The web process of ``make run``: browsers reach it directly, so X-Forwarded-For is never trusted (uvicorn
+    trusts it from 127.0.0.1 by default, which would let anyone on this machine pick the address that login
+    lockouts and the audit log record). Behind a reverse proxy, see docs/operations.md (FORWARDED_ALLOW_IPS)."""
+    return [python, "-m", "uvicorn", "scrm.asgi:application", "--host", host, "--port", port, "--no-access-log",
+            "--timeout-graceful-shutdown", "3", "--no-proxy-headers"]
 
 
 def sandbox_allowlist(*, current: str, ports: list[int | None]) -> str:

@@ -54,6 +54,16 @@ def test_a_failing_request_with_a_mobile_in_the_query_logs_no_mobile(client, adv
     assert "RuntimeError" in payload["exc"]
 
 
+def test_a_not_found_with_an_id_number_in_the_path_logs_it_masked(client, advisor, caplog):
+    id_number = "110101198001175595"
+    client.force_login(advisor)
+    with caplog.at_level(logging.INFO):
+        assert client.get(f"/customers/c/{id_number}/").status_code == 404
+    line = _lines([r for r in caplog.records if r.name == "django.request"])
+    assert line and id_number not in line
+    assert json.loads(line.splitlines()[0])["request"] == "GET /customers/c/**************5595/"
+
+
 def test_django_server_request_lines_are_redacted(caplog):
     with caplog.at_level(logging.INFO, logger="django.server"):
         logging.getLogger("django.server").warning('"%s" %s %s', f"GET /customers/?q={MOBILE} HTTP/1.1", "404", "179")

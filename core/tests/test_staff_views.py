@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 
 from core.models import AuditLog, User
 from customers.tests.factories import CustomerFactory
@@ -190,3 +191,17 @@ def test_must_change_password_allows_only_the_password_page_until_changed(client
     assert not advisor.must_change_password and advisor.check_password("Mine-Own-Secret-91")
     assert client.get("/").status_code == 200
     assert AuditLog.objects.filter(action="staff.password_change", actor=advisor).exists()
+
+
+def test_the_django_admin_cannot_bypass_the_staff_rules(client, admin_user, advisor):
+    """Staff are managed on 用户与权限 only: Django's admin shows them but cannot add, change or delete one
+    (no unaudited account, no skipped password change, no superuser flag on an advisor)."""
+    client.force_login(admin_user)
+    assert client.get(reverse("admin:core_user_changelist")).status_code == 200
+    assert client.post(reverse("admin:core_user_add"), {"username": "sneaky", "password1": "x" * 12,
+                                                        "password2": "x" * 12}).status_code == 403
+    change = reverse("admin:core_user_change", args=[advisor.pk])
+    client.post(change, {"username": advisor.username, "is_superuser": "on", "is_staff": "on", "role": "advisor"})
+    advisor.refresh_from_db()
+    assert not advisor.is_superuser and not advisor.is_staff
+    assert not type(advisor).objects.filter(username="sneaky").exists()

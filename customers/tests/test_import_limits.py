@@ -240,6 +240,27 @@ def test_an_over_row_count_csv_is_refused_naming_the_limit(settings, media, oper
     assert job.status == "done" and job.total_rows == 4
 
 
+def test_an_xlsx_that_skips_row_numbers_cannot_outrun_the_row_limit(settings, media, operator):
+    """Two <row> elements, the second numbered 5,000: openpyxl pads the rows between, so the count checked at
+    upload (2) says nothing about the work; the run stops at the limit instead of reading thousands of rows."""
+    parts = dict(PARTS)
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(
+        '<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row>',
+        '<row r="5000"><c r="A5000" t="s"><v>2</v></c><c r="B5000" t="s"><v>3</v></c></row>')
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in parts.items():
+            z.writestr(name, text)
+        z.writestr("xl/sharedStrings.xml", f'<sst {NS} count="4" uniqueCount="4"><si><t>客户号</t></si>'
+                                           '<si><t>姓名</t></si><si><t>B1</t></si><si><t>张三</t></si></sst>')
+    settings.IMPORT_MAX_ROWS = 100
+    job = import_job_create(actor=operator, file=ContentFile(out.getvalue(), name="gap.xlsx"), dry_run=True,
+                            enqueue=False)  # two rows counted: accepted
+    job = import_job_run(job_id=job.pk)
+    assert job.status == "failed" and "超过 100 行的上限" in job.message, job.message
+    assert job.processed_rows <= 100
+
+
 # --- a poisoned job fails once ----------------------------------------------------------------------
 
 @pytest.mark.django_db

@@ -62,6 +62,26 @@ def test_task_complete_with_outcome_once(advisor):
         services.task_complete(user=advisor, task=task, outcome="reached")
 
 
+def test_only_task_roles_close_tasks_and_every_close_is_audited(client, advisor, operator, compliance):
+    from django.urls import reverse
+
+    from core.models import AuditLog
+
+    task = TaskFactory(customer=CustomerFactory(advisor=advisor), assignee=advisor,
+                       due_at=timezone.now() - timedelta(hours=2))
+    for outsider in (operator, compliance):  # firm-wide roles that see the customer but do not work tasks
+        with pytest.raises(ApplicationError) as err:
+            services.task_complete(user=outsider, task=task, outcome="converted")
+        assert err.value.code == "task_not_allowed"
+        client.force_login(outsider)
+        assert client.post(reverse("customers:task_complete", args=[task.pk]), {"outcome": "converted"}).status_code == 404
+    task.refresh_from_db()
+    assert task.status == Task.Status.OPEN
+    services.task_complete(user=advisor, task=task, outcome="reached")
+    row = AuditLog.objects.get(action="task.complete", target_id=str(task.pk))
+    assert row.actor == advisor and row.details["outcome"] == "reached"
+
+
 def test_task_assignee_must_see_the_customer(advisor, other_branch_advisor):
     customer = CustomerFactory(advisor=advisor)
     with pytest.raises(ApplicationError):
