@@ -203,6 +203,17 @@ def _validate_attribute(node, path):
         _number(value, f"{path}.value", BOUNDS.get(kind))
     elif kind in ("choice", "text") and not isinstance(value, str):
         raise RuleError(f"{path}.value", "应为字符串")
+    if kind == "choice":  # a value no customer can have matches nobody, silently: say so instead
+        allowed = _choice_values(ATTRIBUTE_FIELDS[field][1])
+        unknown = [v for v in (value if isinstance(value, list) else [value]) if v not in allowed]
+        if unknown:
+            raise RuleError(f"{path}.value", f"未知取值 {', '.join(map(str, unknown))}，可用：{', '.join(sorted(allowed))}")
+
+
+def _choice_values(model_field: str) -> set[str]:
+    from customers.models import Customer
+
+    return {str(code) for code, _label in Customer._meta.get_field(model_field).choices or []}
 
 
 def _validate_tag(node, path):

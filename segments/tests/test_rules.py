@@ -21,6 +21,10 @@ pytestmark = pytest.mark.django_db
     ({"op": "and", "rules": [{"type": "trades", "measure": "count", "op": "gte", "value": "many", "within_days": 7}]},
      "$.rules[0].value"),
     ({"type": "attribute", "field": "total_assets", "op": "in", "value": ["1"]}, "$.op"),
+    # a risk level no customer can have (a typo) would match nobody without a word
+    ({"op": "and", "rules": [{"type": "attribute", "field": "risk_level", "op": "in", "value": ["C4", "C9"]}]},
+     "$.rules[0].value"),
+    ({"type": "attribute", "field": "gender", "op": "eq", "value": "X"}, "$.value"),
 ])
 def test_invalid_rules_name_the_bad_node(rule, path):
     with pytest.raises(RuleError) as err:
