@@ -183,7 +183,8 @@ def staff_update(
         elif user.role == Role.ADMIN and user.is_active and not _other_active_admins(excluding=user):
             errors.append({"field": "role", "message": _("这是最后一位启用的系统管理员，不能改为其他角色"),
                            "code": StaffError.LAST_ADMIN})
-    if not errors and user.role == Role.ADVISOR and (role != user.role or branch != user.branch):
+    # whoever holds clients (an advisor; anyone, should data ever say so) keeps role and branch until they are handed over
+    if not errors and (role != user.role or branch != user.branch):
         clients = user.customers.count()
         if clients:
             field = "role" if role != user.role else "branch"

@@ -144,6 +144,19 @@ def test_update_guards_own_role_the_last_admin_and_advisors_with_clients(admin_u
                  employee_code="E5555")
 
 
+def test_anyone_holding_clients_keeps_role_and_branch_until_they_are_handed_over(admin_user, branch_manager):
+    """Older data may name a manager as a client's advisor: moving that manager to another branch as an advisor
+    would carry the client's personal data across branches."""
+    CustomerFactory(advisor=branch_manager)
+    Branch.objects.create(code="SH09", name="上海九")
+    with pytest.raises(ApplicationError) as caught:
+        staff_update(actor=admin_user, user=branch_manager, display_name="m", role="advisor", branch_code="SH09",
+                     employee_code=branch_manager.employee_code)
+    assert "客户转接" in _fields(caught.value)["role"]
+    branch_manager.refresh_from_db()
+    assert (branch_manager.role, branch_manager.branch.code) == ("branch_manager", "BJ01")
+
+
 def test_the_last_active_admin_stays_even_for_an_admin_deactivated_meanwhile(admin_user, make_staff):
     other = make_staff("admin_b", "admin", employee_code="A9002")
     stale_other = User.objects.get(pk=other.pk)

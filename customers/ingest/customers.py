@@ -41,7 +41,7 @@ from django.utils.translation import gettext as _
 from core import crypto
 from core.db import values_insert
 from core.events import CustomersChanged, emit
-from core.models import Branch, User
+from core.models import Branch, Role, User
 from core.validators import (
     UNSTORABLE_MESSAGE,
     InvalidIdentifier,
@@ -351,7 +351,9 @@ def _resolve_references(rows: list[dict]) -> None:
     branches = dict(Branch.objects.filter(code__in=branch_codes).values_list("code", "id")) if branch_codes else {}
     advisors = {
         code: (pk, branch_id)
-        for code, pk, branch_id in User.objects.filter(employee_code__in=advisor_codes, is_active=True)
+        # advisors only: a client given to a manager's employee code would follow that person's later role and branch
+        for code, pk, branch_id in User.objects.filter(employee_code__in=advisor_codes, is_active=True,
+                                                       role=Role.ADVISOR)
         .values_list("employee_code", "id", "branch_id")
     } if advisor_codes else {}
     without_branch = [r["external_id"] for r in rows if "branch" not in r and "external_id" in r]

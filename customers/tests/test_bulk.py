@@ -72,6 +72,13 @@ def test_invalid_value_is_reported_with_field_and_code(staff, field, value, code
     assert errors[0]["message"]
 
 
+def test_only_an_advisor_can_be_a_clients_advisor(staff, make_staff):
+    """A manager's employee code is not an advisor's: the client would follow that person's later role and branch."""
+    make_staff("bm_codes", "branch_manager", "BJ01", employee_code="PT001")
+    valid, errors = customer_rows_validate([row(advisor="PT001")], start_index=0)
+    assert valid == [] and [(e["field"], e["code"]) for e in errors] == [("advisor", "unknown_advisor")]
+
+
 def test_check_digit_error_says_so(staff):
     bad = id_number()[:-1] + ("0" if id_number()[-1] != "0" else "1")
     _valid, errors = customer_rows_validate([row(id_number=bad)])
