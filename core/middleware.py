@@ -78,3 +78,20 @@ class PasswordChangeRequiredMiddleware:
                         return response
                     return redirect(target)
         return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """Answers to a signed-in user or an API client carry personal data (the 360° page, a revealed mobile, the
+    API's customers): no browser or proxy cache keeps them (``Cache-Control: private, no-store``) unless a view
+    said otherwise. Public pages and static files are not touched."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        signed_in = user is not None and user.is_authenticated
+        if (signed_in or request.path.startswith("/api/")) and "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "private, no-store"
+        return response

@@ -26,6 +26,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
+    os.umask(0o077)  # the data dir holds personal data (Redis' append-only file, uploads, exports): this user only
     os.environ["SCRM_EMBEDDED_START"] = "1"  # this process owns the embedded servers; its children only join
     env = os.environ.copy()
     env.pop("SCRM_EMBEDDED_START")

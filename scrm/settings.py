@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
     "core.middleware.PasswordChangeRequiredMiddleware",
+    "core.middleware.NoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "scrm.urls"
@@ -376,6 +377,8 @@ LOGGING = {
 }
 
 # --- personal data (see core/crypto.py) ---------------------------------------------------
+# uploaded import files hold clear mobiles and ID numbers until imported: readable by the product's user only
+FILE_UPLOAD_PERMISSIONS = 0o600
 SCRM_FIELD_KEYS = env.list("SCRM_FIELD_KEYS", default=[])
 SCRM_BLIND_INDEX_KEY = env("SCRM_BLIND_INDEX_KEY", default="")
 if PRODUCTION and not (any(k.strip() for k in SCRM_FIELD_KEYS) and SCRM_BLIND_INDEX_KEY):

@@ -68,3 +68,30 @@ def test_ui_is_chinese_by_default_and_english_on_request(client):
     client.post(reverse("set_language"), {"language": "en", "next": LOGIN})
     english = client.get(LOGIN).content.decode()
     assert "Log in" in english and "用户名" not in english
+
+
+def test_answers_with_personal_data_are_never_cached(client, advisor):
+    """Every page a signed-in user gets and every API answer say no-store."""
+    from django.urls import reverse
+
+    from customers.tests.factories import CustomerFactory
+
+    customer = CustomerFactory(advisor=advisor)
+    client.force_login(advisor)
+    for url in (reverse("customers:list"), reverse("customers:detail", args=[customer.external_id])):
+        assert "no-store" in client.get(url).headers["Cache-Control"], url
+    assert "no-store" in client.get("/api/v1/customers/").headers["Cache-Control"]  # even the 401
+
+
+def test_an_uploaded_import_is_readable_by_the_product_only(settings, tmp_path, operator):
+    """The file keeps clear mobiles and ID numbers until it is imported: no other user on the host reads it."""
+    import os
+
+    from django.core.files.base import ContentFile
+
+    from customers.imports import import_job_create
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    job = import_job_create(actor=operator, file=ContentFile("客户号,姓名,手机号\nP1,张三,13800138000\n".encode(),
+                                                             name="c.csv"), dry_run=True, enqueue=False)
+    assert os.stat(job.file.path).st_mode & 0o777 == 0o600

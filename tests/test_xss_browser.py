@@ -204,8 +204,12 @@ def test_api_docs_and_admin_work_under_the_csp(page, login, admin_user):
     watch.check("/api/v1/docs/")
     login(admin_user)
     watch.visit("/admin/")
-    watch.visit("/admin/core/user/")
+    watch.visit("/admin/core/user/")  # staff are read-only here (managed at 用户与权限)
+    from core.models import Branch
+
+    Branch.objects.get_or_create(code="BJ01", defaults={"name": "北京营业部"})
+    watch.visit("/admin/core/branch/")
     page.check("#action-toggle")  # the admin's own script ticks every row
     assert page.locator("input.action-select:checked").count() == page.locator("input.action-select").count() > 0
-    watch.check("/admin/core/user/ select all")
-    watch.visit("/admin/core/user/add/")
+    watch.check("/admin/core/branch/ select all")
+    watch.visit("/admin/core/branch/add/")
