@@ -128,6 +128,7 @@ def test_deactivating_an_advisor_with_clients_offers_the_resigned_transfer(clien
     client.force_login(admin_user)
     page = client.post(f"/settings/users/{advisor.pk}/deactivate/", follow=True).content.decode()
     assert "名下仍有 2 位客户" in page and 'data-testid="handover-link"' in page
+    assert "停用员工账号" in page and ">staff.deactivate<" not in page  # the account's history in words
     link = re.search(r'href="([^"]+)" data-testid="handover-link"', page).group(1).replace("&amp;", "&")
     assert link == f"/integrations/wecom/transfers/new/?advisor={advisor.pk}"
     form = client.get(link)
