@@ -129,3 +129,25 @@ UNSTORABLE_MESSAGE = _("包含无法保存的字符（空字符或不成对的 U
 
 def text_storable(text: str) -> bool:
     return UNSTORABLE_CHARACTERS.search(text) is None
+
+
+_DATE_SPELLINGS = (
+    re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$"),
+    re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"),
+    re.compile(r"^(\d{4})\.(\d{1,2})\.(\d{1,2})$"),
+    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),
+    re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日$"),
+)
+_MIDNIGHT_SUFFIX = re.compile(r"^(\S+)[ T]00:00(:00(\.0+)?)?$")
+
+
+def date_from_text(text: str) -> date | None:
+    """A date as people write it in imports and integrations: 2025-03-01, 2025/3/1, 2025.3.1, 20250301,
+    2025年3月1日, optionally followed by a midnight time (a spreadsheet's date cell as text); None when the text is
+    none of these or names no such day. Ranges (not in the future, from 1900 …) are the caller's."""
+    text = _MIDNIGHT_SUFFIX.sub(r"\1", text)
+    match = next((m for m in (p.match(text) for p in _DATE_SPELLINGS) if m), None)
+    try:
+        return date(*(int(g) for g in match.groups())) if match else None
+    except ValueError:
+        return None

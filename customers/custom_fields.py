@@ -34,7 +34,7 @@ from django.db.models.lookups import Contains
 from django.utils.translation import gettext as _
 
 from core.access import may, roles_for
-from core.validators import UNSTORABLE_MESSAGE, text_storable
+from core.validators import UNSTORABLE_MESSAGE, date_from_text, text_storable
 from customers.models import CUSTOM_FIELD_CODE_RE, CustomFieldDefinition, CustomFieldType
 
 T = CustomFieldType
@@ -191,14 +191,6 @@ def _clean_number(definition: CustomFieldDefinition, raw) -> int | float:
     return number_store(number)
 
 
-_DATE_PATTERNS = (
-    re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$"),
-    re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"),
-    re.compile(r"^(\d{4})\.(\d{1,2})\.(\d{1,2})$"),
-    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),
-    re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日$"),
-)
-_MIDNIGHT_SUFFIX = re.compile(r"^(\S+)[ T]00:00(:00(\.0+)?)?$")
 
 
 def date_parse(raw) -> date:
@@ -209,12 +201,7 @@ def date_parse(raw) -> date:
     elif isinstance(raw, date):
         value = raw
     else:
-        text = _MIDNIGHT_SUFFIX.sub(r"\1", _text_of(raw))
-        match = next((m for m in (p.match(text) for p in _DATE_PATTERNS) if m), None)
-        try:
-            value = date(*(int(g) for g in match.groups())) if match else None
-        except ValueError:
-            value = None
+        value = date_from_text(_text_of(raw))
         if value is None:
             raise CustomValueInvalid(C.INVALID_DATE, _("日期格式应为 YYYY-MM-DD"))
     if not DATE_RANGE[0] <= value <= DATE_RANGE[1]:

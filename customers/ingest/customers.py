@@ -30,7 +30,6 @@ import datetime as dt
 import enum
 import json
 import logging
-import re
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -46,6 +45,7 @@ from core.validators import (
     UNSTORABLE_MESSAGE,
     InvalidIdentifier,
     InvalidNumber,
+    date_from_text,
     decimal_parse,
     external_id_normalize,
     id_number_birth_date,
@@ -122,14 +122,6 @@ _ENUMS = {
     "funnel_stage": _FUNNEL_STAGES,
     "lifecycle_stage": _LIFECYCLE_STAGES,
 }
-_DATE_PATTERNS = (
-    re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$"),
-    re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"),
-    re.compile(r"^(\d{4})\.(\d{1,2})\.(\d{1,2})$"),
-    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),
-    re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日$"),
-)
-_DATETIME_SUFFIX = re.compile(r"^(\S+)[ T]00:00(:00(\.0+)?)?$")
 
 
 class _Invalid(Exception):
@@ -162,12 +154,7 @@ def _as_date(value, *, today: dt.date) -> dt.date:
     if isinstance(value, dt.datetime):
         value = value.date()
     elif not isinstance(value, dt.date):
-        text = _DATETIME_SUFFIX.sub(r"\1", _as_text(value, field=""))
-        match = next((m for m in (p.match(text) for p in _DATE_PATTERNS) if m), None)
-        try:
-            value = dt.date(*(int(g) for g in match.groups())) if match else None
-        except ValueError:
-            value = None
+        value = date_from_text(_as_text(value, field=""))
         if value is None:
             raise _Invalid(BulkErrorCode.INVALID_DATE, _("日期格式应为 YYYY-MM-DD"))
     if value.year < 1900:
