@@ -103,6 +103,8 @@ def _kill_child(launcher, name: str) -> None:
     _wait(lambda: _healthy(launcher["base"]), f"healthy after killing {name}", BACK_WITHIN - (time.monotonic() - started))
 
 
+@pytest.mark.wall_clock("under libfaketime the rebuild queued before Redis is killed was once not run within 60 s of "
+                       "the restart (cause not found yet; see the closing note of 2026-12-07); it runs on the real clock")
 def test_every_process_and_server_comes_back_and_nothing_is_lost(launcher):
     data_dir, base = launcher["dir"], launcher["base"]
     customer = _manage(data_dir, "from customers.tests.factories import CustomerFactory; "

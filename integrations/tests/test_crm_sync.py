@@ -235,6 +235,8 @@ def test_sandbox_runs_as_a_module():
         proc.wait(10)
 
 
+@pytest.mark.wall_clock("the CRM sandbox's seed trades carry fixed 2025 dates: 400 days on nobody has traded within "
+                       "the 365-day tier window, so the full run has no thresholds to re-tier the new trade against")
 def test_a_trade_arriving_by_crm_sync_moves_the_live_tile_and_re_tiers_the_client(
         crm, demo_staff, monkeypatch, django_capture_on_commit_callbacks):
     from django.utils import timezone
